@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Shared helpers for scripts/infra/*.sh (sourced, not run).
+# Everything lives under $STATE (DETECTOPS_INFRA_DIR, default $REPO/.state/infra).
+
+INFRA_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$INFRA_SCRIPTS/../.." && pwd)"
+STATE="${DETECTOPS_INFRA_DIR:-$REPO/.state/infra}"
+PIDS="$STATE/pids"
+LOGS="$STATE/logs"
+REGISTRY_ADDR="127.0.0.1:5000"
+DOCKER_SOCK="$STATE/docker/docker.sock"
+export DOCKER_HOST="unix://$DOCKER_SOCK"
+# The k8s binaries' source (prebuilt, xz + SHA256SUMS) and version.
+K8S_VERSION="v1.20.2"
+K8S_PREBUILT="${DETECTOPS_K8S_PREBUILT:-$REPO/../shared/cache/kubernetes-$K8S_VERSION}"
+K8S_BIN="$STATE/cache/kubernetes-$K8S_VERSION/bin"
+
+log()  { printf '[infra %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die()  { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
+need_root() { [ "$(id -u)" = 0 ] || die "run as root (it starts daemons and mounts)"; }
+
+# pid_alive NAME -> 0 when $PIDS/NAME.pid names a live process.
+pid_alive() {
+  local f="$PIDS/$1.pid" pid
+  [ -s "$f" ] || return 1
+  pid="$(cat "$f")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A recycled PID would belong to some other program: check the recorded command too.
+  if [ -s "$PIDS/$1.cmd" ]; then
+    [ "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | awk '{print $1}')" = "$(cat "$PIDS/$1.cmd")" ] || return 1
+  fi
+}
+
+# start_daemon NAME CMD... : run CMD in the background (own session), log to $LOGS/NAME.log,
+# record its PID and executable. Does nothing when NAME is already running.
+start_daemon() {
+  local name="$1"; shift
+  mkdir -p "$PIDS" "$LOGS"
+  if pid_alive "$name"; then
+    log "$name already running (pid $(cat "$PIDS/$name.pid"))"
+    return 0
+  fi
+  log "starting $name: $*"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PIDS/$name.pid"
+  printf '%s' "$1" > "$PIDS/$name.cmd"
+}
+
+# wait_for DESCRIPTION TIMEOUT_S CMD... : poll CMD every 0.5 s until it succeeds.
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local start=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    if (( SECONDS - start >= timeout )); then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+  log "$what ready after $((SECONDS - start))s"
+}
+
+# check_daemon NAME: fail with the log tail when NAME died.
+check_daemon() {
+  pid_alive "$1" && return 0
+  log "$1 is not running; last lines of $LOGS/$1.log:"
+  tail -n 30 "$LOGS/$1.log" >&2 || true
+  return 1
+}
+
+# The Debian mirror apt is configured with (deb822 or one-line format).
+apt_mirror() {
+  local m
+  m="$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+        | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
+  if [ -z "$m" ]; then
+    m="$(grep -hsE '^deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+          | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
+  fi
+  echo "${m:-http://deb.debian.org/debian}"
+}
