@@ -219,3 +219,60 @@ def convert(model_json: Path, labels_ts: Path, out_dir: Path) -> Path:
         raise ModelSourceError(f"{labels_ts}: {e}; this package version's labels are not the 80 COCO classes") from e
     graph_fn = load_graph_model(model_json, [INPUT_NODE], [DETECTIONS_NODE])
     return save_contract_model(graph_fn, Path(out_dir), list(COCO80_TO_COCO91), label_map)
+
+
+PACKAGE = "@vladmandic/human"
+DEFAULT_VERSION = "3.3.6"
+_MEMBERS = {
+    "model": "package/models/centernet.json",
+    "labels": "package/src/object/labels.ts",
+}
+SOURCE_FILE = "detectops-source.json"
+
+
+def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
+    """Get (or reuse) the converted CenterNet of ``@vladmandic/human@version``.
+
+    Returns (SavedModel dir, tarball sha256). The conversion is cached by package version and
+    tarball sha256 in ``cache_root/centernet/<version>-<sha12>``; with the tarball already in
+    ``cache_root/npm/`` nothing touches the network.
+    """
+    import tarfile
+    import time
+
+    from detectops.models.cache import install, sha256_file, staging_dir
+    from detectops.models.contract import verify_contract
+    from detectops.models.npm import fetch_tarball
+
+    tarball = fetch_tarball(PACKAGE, version, cache_root)
+    tar_sha = sha256_file(tarball)
+    final = Path(cache_root) / "centernet" / f"{version}-{tar_sha[:12]}"
+    if (final / "saved_model.pb").is_file():
+        return final, tar_sha
+
+    with staging_dir(final) as tmp:
+        src = tmp / "src"
+        try:
+            with tarfile.open(tarball, "r:gz") as tar:
+                model_json = json.load(tar.extractfile(_MEMBERS["model"]))
+                shards = [f"package/models/{p}" for g in model_json["weightsManifest"] for p in g["paths"]]
+                members = [tar.getmember(m) for m in [*_MEMBERS.values(), *shards]]
+                tar.extractall(src, members=members, filter="data")
+        except (KeyError, tarfile.TarError, EOFError, OSError, ValueError) as e:
+            tarball.unlink(missing_ok=True)  # a damaged cached tarball must not stick
+            raise ModelSourceError(
+                f"{tarball.name} lacks CenterNet's files or is damaged ({e}); it was removed from the cache. "
+                f"Fetch again; if it persists, {PACKAGE}@{version} does not ship models/centernet.json."
+            ) from e
+        started = time.monotonic()
+        out = tmp / "saved_model"
+        convert(src / _MEMBERS["model"], src / _MEMBERS["labels"], out)
+        verify_contract(out)
+        (out / SOURCE_FILE).write_text(json.dumps({
+            "package": f"{PACKAGE}@{version}",
+            "tarball_sha256": tar_sha,
+            "conversion_seconds": round(time.monotonic() - started, 2),
+            "nms": {"class_agnostic": True, "iou_threshold": IOU_THRESHOLD, "score_threshold": SCORE_THRESHOLD},
+        }, indent=1) + "\n")
+        install(out, final)
+    return final, tar_sha
