@@ -1,0 +1,106 @@
+"""Package a model version as a container image and push it (Docker Engine API via the ``docker`` SDK).
+
+    ref = build_and_push(model_dir, registry="127.0.0.1:5000", model_version="3",
+                         dataset_sha256=..., base_image="local/bookworm:base")
+    record_image_on_model_version("detector", "3", ref)
+
+One tag = one model version + one commit: ``<registry>/detectops/detector:v<version>-<commit12>``
+(also tagged ``:<commit12>``). The Dockerfile is ``include/docker/Dockerfile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from detectops.build.context import assemble_context
+from detectops.build.distribution import manifest_digest
+from detectops.build.image import (
+    DEFAULT_REPOSITORY,
+    build_image,
+    commit_tag,
+    docker_client,
+    image_labels,
+    image_tags,
+    push_image,
+    split_tag,
+)
+from detectops.build.lineage import record_image_on_model_version
+from detectops.build.records import ImageRef
+from detectops.build.wheelhouse import ensure_wheelhouse, serve_wheelhouse
+
+__all__ = [
+    "DEFAULT_REPOSITORY", "ImageRef", "assemble_context", "build_and_push", "build_image",
+    "commit_tag", "configure_parser", "docker_client", "ensure_wheelhouse", "image_labels",
+    "image_tags", "manifest_digest", "push_image", "record_image_on_model_version", "run_from_args",
+    "serve_wheelhouse", "split_tag",
+]
+
+log_ = logging.getLogger(__name__)
+
+
+def build_and_push(
+    model_dir: str | Path,
+    *,
+    registry: str,
+    model_version: str | int,
+    dataset_sha256: str | None = None,
+    commit: str | None = None,
+    repository: str = DEFAULT_REPOSITORY,
+    base_image: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    use_wheelhouse: bool = True,
+    log=log_.info,
+) -> ImageRef:
+    """Build the image for one model version, push both tags, return the versioned tag's ``ImageRef``."""
+    from detectops import settings
+
+    commit = commit or settings.code_version()
+    tags = image_tags(registry, model_version, commit, repository)
+    args = {"MODEL_VERSION": str(model_version), "GIT_COMMIT": commit}
+    if dataset_sha256:
+        args["DATASET_SHA256"] = dataset_sha256
+    client = docker_client()
+    build_image(model_dir, tags, build_args=args, labels=extra_labels, base_image=base_image,
+                use_wheelhouse=use_wheelhouse, log=log, client=client)
+    refs = [push_image(t, username=username, password=password, log=log, client=client) for t in tags]
+    return refs[0]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``detectops build`` (the lead's CLI calls this, then ``run_from_args``)."""
+    parser.add_argument("--model-dir", required=True, help="SavedModel directory to bake into the image")
+    parser.add_argument("--model-version", required=True, help="model version (MLflow registry version)")
+    parser.add_argument("--registry", default=os.environ.get("DETECTOPS_REGISTRY"),
+                        help="registry host:port (default: $DETECTOPS_REGISTRY)")
+    parser.add_argument("--repository", default=DEFAULT_REPOSITORY)
+    parser.add_argument("--dataset-sha256", default=None)
+    parser.add_argument("--commit", default=None, help="code commit (default: git HEAD / $DETECTOPS_CODE_VERSION)")
+    parser.add_argument("--base-image", default=os.environ.get("DETECTOPS_BASE_IMAGE"),
+                        help="FROM image (default: $DETECTOPS_BASE_IMAGE or python:3.11-slim-bookworm)")
+    parser.add_argument("--no-wheelhouse", action="store_true", help="let pip in the build use the index")
+    parser.add_argument("--registered-model", default=None,
+                        help="MLflow registered model name: tag its version with the image digest")
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    """Run ``detectops build`` from parsed arguments; returns the ImageRef as a dict (for XCom)."""
+    from detectops.errors import BuildError
+
+    if not args.registry:
+        raise BuildError("no registry: pass --registry host:port or export DETECTOPS_REGISTRY.")
+    ref = build_and_push(
+        args.model_dir, registry=args.registry, model_version=args.model_version,
+        dataset_sha256=args.dataset_sha256, commit=args.commit, repository=args.repository,
+        base_image=args.base_image, use_wheelhouse=not args.no_wheelhouse,
+        username=os.environ.get("DETECTOPS_REGISTRY_USER"), password=os.environ.get("DETECTOPS_REGISTRY_PASSWORD"),
+    )
+    if args.registered_model:
+        record_image_on_model_version(args.registered_model, args.model_version, ref)
+    return ref.to_dict()
