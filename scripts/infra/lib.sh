@@ -8,7 +8,7 @@ STATE="${DETECTOPS_INFRA_DIR:-$REPO/.state/infra}"
 PIDS="$STATE/pids"
 LOGS="$STATE/logs"
 REGISTRY_ADDR="127.0.0.1:5000"
-DOCKER_SOCK="$STATE/docker/docker.sock"
+DOCKER_SOCK="$STATE/docker.sock"
 export DOCKER_HOST="unix://$DOCKER_SOCK"
 # The k8s binaries' source (prebuilt, xz + SHA256SUMS) and version.
 K8S_VERSION="v1.20.2"

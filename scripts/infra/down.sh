@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Stop exactly what up.sh started, in reverse order: SIGTERM by recorded PID, SIGKILL after a
+# timeout; then the containerd shims of *our* containerd/dockerd (found by our socket paths),
+# the mounts under our state dir, and the network bridges we created. Safe to run twice.
+# Keeps caches (binaries, rootfs tarball, images, registry data, etcd data, certificates).
+# `down.sh --wipe-cluster` also deletes the cluster's state (etcd data, kubelet and containerd
+# roots) so the next up.sh starts an empty cluster; certificates and images stay.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_root
+
+WIPE=0
+[ "${1:-}" = "--wipe-cluster" ] && WIPE=1
+TIMEOUT="${DOWN_TIMEOUT:-20}"
+
+stop() {  # NAME
+  local name="$1" pid
+  [ -s "$PIDS/$name.pid" ] || return 0
+  pid="$(cat "$PIDS/$name.pid")"
+  if pid_alive "$name"; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local start=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+      if (( SECONDS - start >= TIMEOUT )); then
+        log "$name did not exit in ${TIMEOUT}s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.3
+    done
+  fi
+  rm -f "$PIDS/$name.pid" "$PIDS/$name.cmd"
+}
+
+# Processes whose command line names one of our sockets: containerd shims (the kubelet's
+# containerd in namespace k8s.io, dockerd's containerd in namespace moby).
+our_shims() {
+  local pid cmd
+  for pid in $(pgrep -f 'containerd-shim' || true); do
+    cmd="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true)"
+    case "$cmd" in *"$STATE/"*) echo "$pid" ;; esac
+  done
+}
+
+# Stop the kubelet first so it does not restart containers while the rest goes away.
+stop kubelet
+# Stop the pod sandboxes/containers cleanly through CRI while containerd still runs.
+CTR_SOCK="$STATE/k8s/containerd/containerd.sock"
+if pid_alive containerd && [ -S "$CTR_SOCK" ]; then
+  for id in $(ctr --address "$CTR_SOCK" -n k8s.io tasks list -q 2>/dev/null || true); do
+    ctr --address "$CTR_SOCK" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+  done
+fi
+# Running containers of our dockerd.
+if pid_alive dockerd; then
+  ids="$(docker ps -q 2>/dev/null || true)"
+  [ -n "$ids" ] && { log "stopping containers of our dockerd"; docker stop -t 5 $ids >/dev/null 2>&1 || true; }
+fi
+for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd registry dockerd; do
+  stop "$name"
+done
+
+shims="$(our_shims)"
+if [ -n "$shims" ]; then
+  log "killing leftover containerd shims of ours: $(echo $shims)"
+  kill -TERM $shims 2>/dev/null || true; sleep 1
+  shims="$(our_shims)"; [ -n "$shims" ] && kill -KILL $shims 2>/dev/null || true
+fi
+
+# Unmount everything under the state dir, deepest first (kubelet volume tmpfs, containerd
+# and docker overlay mounts, sandbox shm, netns bind mounts).
+if [ -d "$STATE" ]; then
+  mapfile -t mnts < <(awk -v s="$STATE/" 'index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r)
+  for m in "${mnts[@]}"; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
+  done
+  [ "${#mnts[@]}" -gt 0 ] && log "unmounted ${#mnts[@]} mounts under $STATE"
+fi
+# Pod network namespaces created by our containerd (CRI bind-mounts them under /run/netns as
+# cni-<uuid>); they are ours when they hold a veth attached to our bridge — simpler and safe:
+# containerd removes them on sandbox stop; here only the bridge we created goes away.
+for br in detectops0; do
+  if [ -e "$STATE/k8s/cni/created-$br" ] && ip link show "$br" >/dev/null 2>&1; then
+    ip link delete "$br" && log "removed bridge $br"
+  fi
+  rm -f "$STATE/k8s/cni/created-$br"
+done
+if [ -e "$STATE/docker/created-docker0" ] && ip link show docker0 >/dev/null 2>&1; then
+  ip link delete docker0 && log "removed bridge docker0"
+  rm -f "$STATE/docker/created-docker0"
+fi
+
+if [ "$WIPE" = 1 ]; then
+  log "wiping cluster state (etcd, kubelet, containerd, CNI IPAM)"
+  rm -rf "$STATE/k8s/etcd" "$STATE/k8s/kubelet" "$STATE/k8s/containerd/root" \
+         "$STATE/k8s/containerd/state" "$STATE/k8s/cni/ipam"
+fi
+rm -f "$STATE/env.sh"
+log "down"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Bring up DetectOps' local infrastructure, all on 127.0.0.1, all state under
+# $DETECTOPS_INFRA_DIR (default $REPO/.state/infra):
+#   Docker engine (unix://$STATE/docker.sock), registry 127.0.0.1:5000, base + pause images,
+#   and a single-node Kubernetes v1.20.2 cluster (apiserver 127.0.0.1:6443).
+# If KUBECONFIG already points at a reachable cluster, that cluster is used instead of ours.
+# Idempotent: running pieces are left alone. Then: `. $STATE/env.sh`. Stop: down.sh.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_root
+t0=$SECONDS
+mkdir -p "$STATE" "$PIDS" "$LOGS"
+
+"$INFRA_SCRIPTS/install-deps.sh"
+"$INFRA_SCRIPTS/docker.sh"
+"$INFRA_SCRIPTS/registry.sh"
+"$INFRA_SCRIPTS/base-image.sh"
+
+ours="$STATE/kubeconfig"
+external=""
+if [ -n "${KUBECONFIG:-}" ] && [ "$(realpath -m "$KUBECONFIG")" != "$(realpath -m "$ours")" ]; then
+  if kubectl --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
+    external="$KUBECONFIG"
+    log "KUBECONFIG=$KUBECONFIG reaches a running cluster: using it, starting no cluster of our own"
+    log "(that cluster must be able to pull from $REGISTRY_ADDR, or push images where it can)"
+  else
+    log "KUBECONFIG=$KUBECONFIG does not reach a cluster; starting the local one instead"
+  fi
+fi
+if [ -z "$external" ]; then
+  KUBECONFIG="$ours" "$INFRA_SCRIPTS/cluster.sh"
+fi
+
+cat > "$STATE/env.sh.tmp" <<ENV
+# Written by scripts/infra/up.sh; source it: . $STATE/env.sh
+export DETECTOPS_INFRA_DIR="$STATE"
+export DOCKER_HOST="unix://$DOCKER_SOCK"
+export KUBECONFIG="${external:-$ours}"
+export DETECTOPS_REGISTRY="$REGISTRY_ADDR"
+export DETECTOPS_BASE_IMAGE="$REGISTRY_ADDR/detectops/base:bookworm"
+export DETECTOPS_KUBE_EXTERNAL="${external:+1}"
+ENV
+mv "$STATE/env.sh.tmp" "$STATE/env.sh"
+log "up in $((SECONDS - t0))s. Use it with:  . $STATE/env.sh   Stop it with: $INFRA_SCRIPTS/down.sh"
