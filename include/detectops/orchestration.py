@@ -1,0 +1,143 @@
+"""Airflow glue: connections, shared DAG defaults, and the GX provider operator run per table.
+
+This is the only library module that knows about Airflow. DAG files import it at parse
+time, so it imports nothing heavy at module level; everything else happens inside tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+MLFLOW_CONN_ID = "mlflow_default"
+REGISTRY_CONN_ID = "detectops_registry"
+KUBERNETES_CONN_ID = "kubernetes_default"
+
+
+def dag_defaults(owner: str = "detectops") -> dict[str, Any]:
+    """default_args shared by every DetectOps DAG: an owner, and retries for transient faults."""
+    return {
+        "owner": owner,
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+    }
+
+
+def deployer_pod_settings() -> dict[str, Any]:
+    """KubernetesPodOperator arguments for the in-cluster deployer pod.
+
+    The deployer talks to the Kubernetes API with its ServiceAccount, whose RBAC is limited
+    to its namespace. On a cluster without kube-proxy (the single-node cluster that
+    ``scripts/infra`` starts on this machine) the API's Service IP does not route, so there
+    the pod uses the host network and reaches the API on 127.0.0.1; set
+    ``DETECTOPS_DEPLOYER_HOST_NETWORK=1`` in the dag-processor's environment for that.
+    Real clusters need neither.
+    """
+    settings: dict[str, Any] = {"service_account_name": "detectops-deployer"}
+    if os.environ.get("DETECTOPS_DEPLOYER_HOST_NETWORK") == "1":
+        from kubernetes.client import models as k8s  # the provider imports it already
+
+        settings["hostnetwork"] = True
+        settings["env_vars"] = [
+            k8s.V1EnvVar(name="KUBERNETES_SERVICE_HOST", value="127.0.0.1"),
+            k8s.V1EnvVar(name="KUBERNETES_SERVICE_PORT", value="6443"),
+            k8s.V1EnvVar(name="DETECTOPS_SMOKE_VIA", value="pods"),
+        ]
+    return settings
+
+
+def _connection(conn_id: str):
+    from airflow.sdk import BaseHook
+
+    return BaseHook.get_connection(conn_id)
+
+
+def mlflow_tracking_uri(conn_id: str = MLFLOW_CONN_ID) -> str:
+    """The MLflow tracking URI of the ``mlflow_default`` connection (an HTTP connection)."""
+    conn = _connection(conn_id)
+    scheme = conn.schema or "http"
+    port = f":{conn.port}" if conn.port else ""
+    return f"{scheme}://{conn.host}{port}"
+
+
+def registry_settings(conn_id: str = REGISTRY_CONN_ID) -> dict[str, Any]:
+    """Registry address, credentials and Docker engine from the ``detectops_registry`` connection."""
+    conn = _connection(conn_id)
+    extra = conn.extra_dejson or {}
+    return {
+        "registry": f"{conn.host}:{conn.port}" if conn.port else conn.host,
+        "username": conn.login or None,
+        "password": conn.password or None,
+        "repository": extra.get("repository", "detectops/detector"),
+        "docker_host": extra.get("docker_host"),
+    }
+
+
+def kube_config_path(conn_id: str = KUBERNETES_CONN_ID) -> str | None:
+    """The kubeconfig file of the ``kubernetes_default`` connection (None: in-cluster config)."""
+    extra = _connection(conn_id).extra_dejson or {}
+    return extra.get("kube_config_path") or extra.get("extra__kubernetes__kube_config_path")
+
+
+def validate_table_with_gx(dataset: dict, table: str, context: dict) -> dict:
+    """Validate one table of a COCO dataset with the GX provider's ``GXValidateDataFrameOperator``.
+
+    The provider's operator loads its DataFrame in ``__init__`` (at DAG parse time) and
+    imports Great Expectations when its module is imported, which would cost the
+    dag-processor seconds per parse and freeze the dataset at parse time. So the DAG runs
+    it here, at task run time, for the dataset this run resolved. The operator pushes the
+    validation result to XCom and raises ``GXValidationFailed`` on failure; we turn that
+    into a ``DataValidationError`` that names the failed expectations with example rows,
+    and keep the full result as a JSON report for MLflow.
+    """
+    from great_expectations_provider.common.errors import GXValidationFailed
+    from great_expectations_provider.operators.validate_dataframe import GXValidateDataFrameOperator
+
+    from detectops.quality.gx_operators import make_dataframe_loader, make_expectations
+    from detectops.quality.validate import describe_failures
+    from detectops.settings import work_dir
+
+    report_dir = work_dir() / "validation" / _safe(context["run_id"]) / _safe(dataset["sha256"][:12])
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report_path = report_dir / f"{table}.json"
+
+    operator = GXValidateDataFrameOperator(
+        task_id=f"gx_{table}",
+        configure_dataframe=make_dataframe_loader(dataset["path"], table),
+        configure_expectations=make_expectations(table, dataset["path"]),
+        result_format="COMPLETE",
+    )
+    # The operator hands its result to ti.xcom_push; capture it rather than push the
+    # COMPLETE result (every unexpected row) into the metadata DB.
+    captured = _XComCapture()
+    try:
+        operator.execute({**context, "ti": captured})
+        failure = None
+    except GXValidationFailed as exc:
+        failure = exc
+    result = captured.values.get("return_value")
+    report_path.write_text(json.dumps(result, indent=2, default=str))
+    if failure is not None:
+        from detectops.errors import DataValidationError
+
+        raise DataValidationError(
+            f"dataset {dataset['path']} failed its '{table}' checks:\n{describe_failures(result)}\n"
+            f"Full report: {report_path}. Fix the dataset (or its annotations) and trigger the run again."
+        ) from failure
+    return {"table": table, "success": True, "report": str(report_path)}
+
+
+class _XComCapture:
+    """Stands in for the TaskInstance in the operator's context, keeping what it pushes."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))

@@ -1,0 +1,133 @@
+"""The pipeline's steps as plain functions: references in, a small dict out.
+
+Each function is one DAG task's work, callable without Airflow (from the CLI, a pod or a
+test). Inputs and outputs are the XCom-sized dicts of the stage records (``DatasetRef``,
+``ModelRef``, ``EvaluationResult``, ...); datasets, models and images travel by path/URI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from detectops.errors import DataValidationError
+
+#: Dataset names that need no path.
+SHIPPED_DATASETS = {"real-eval"}
+
+
+def resolve_dataset(name_or_path: str) -> dict[str, Any]:
+    """``real-eval`` (shipped) or a COCO dataset directory -> ``DatasetRef`` dict (content-hashed)."""
+    from detectops.data import CocoDataset, real_eval_set
+
+    if name_or_path in SHIPPED_DATASETS:
+        root = real_eval_set()
+    else:
+        root = Path(name_or_path).expanduser()
+        if not root.is_dir():
+            raise DataValidationError(
+                f"dataset directory {root} does not exist. Pass 'real-eval' or the path of a COCO "
+                "dataset (a folder with annotations.json and images/)."
+            )
+    return CocoDataset.load(root).ref().to_dict()
+
+
+def fetch_model(source: str) -> dict[str, Any]:
+    """Any model source -> a verified contract SavedModel on local disk (``ModelRef`` dict)."""
+    from detectops.models import fetch_model as fetch
+
+    return fetch(source).to_dict()
+
+
+def evaluate_and_log(
+    model: dict[str, Any],
+    dataset: dict[str, Any],
+    validation: list[dict[str, Any]] | None = None,
+    *,
+    tracking_uri: str | None = None,
+    score_threshold: float = 0.3,
+    experiment: str = "detectops",
+    dag_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``dataset`` and log metrics + artifacts (and data reports) to MLflow."""
+    from detectops.evaluate import evaluate_model, log_evaluation
+
+    result = evaluate_model(model, dataset["path"], display_threshold=score_threshold, dataset_name=dataset["name"])
+    reports = [v["report"] for v in validation or [] if v.get("report")]
+    run_id = log_evaluation(
+        result,
+        experiment=experiment,
+        model_ref=model,
+        dataset_ref=dataset,
+        params={"score_threshold": score_threshold},
+        dag_run_id=dag_run_id,
+        tracking_uri=tracking_uri,
+        extra_artifacts={"data_validation": reports},
+    )
+    return {
+        "run_id": run_id,
+        "metrics": dict(result.metrics),
+        "latency": dict(result.latency),
+        "num_images": result.num_images,
+    }
+
+
+def register_model(
+    model: dict[str, Any],
+    dataset: dict[str, Any],
+    evaluation: dict[str, Any],
+    *,
+    tracking_uri: str | None = None,
+    name: str = "detector",
+    alias: str | None = None,
+    dag_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Register the evaluated model (idempotent by model hash) and point ``alias`` at it."""
+    from detectops import registry
+
+    ref = registry.register_model(
+        model,
+        run_id=evaluation["run_id"],
+        name=name,
+        dataset=dataset,
+        dag_run_id=dag_run_id,
+        tracking_uri=tracking_uri,
+    )
+    if alias:
+        registry.set_alias(ref.name, alias, ref.version, tracking_uri=tracking_uri)
+    return {**ref.to_dict(), "alias": alias}
+
+
+def build_and_push(
+    model: dict[str, Any],
+    dataset: dict[str, Any],
+    registered: dict[str, Any],
+    *,
+    registry: dict[str, Any],
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Build the serving image with the model baked in, push it, record the digest in MLflow."""
+    from detectops import build
+    from detectops import registry as model_registry
+
+    image = build.build_and_push_model_image(
+        model_dir=model["path"],
+        model_version=str(registered["version"]),
+        dataset_sha256=dataset["sha256"],
+        registry=registry["registry"],
+        repository=registry.get("repository", "detectops/detector"),
+        username=registry.get("username"),
+        password=registry.get("password"),
+        docker_host=registry.get("docker_host"),
+    )
+    model_registry.record_image(
+        registered["name"], registered["version"], image, tracking_uri=tracking_uri,
+    )
+    return {**image.to_dict(), "image": image.pinned()}
+
+
+def smoke_test_deployment(*, namespace: str, kube_config: str | None, min_score: float = 0.3) -> dict[str, Any]:
+    """From outside the cluster: send a real photo to the live service and check the answer."""
+    from detectops.deploy import smoke_test_from_outside
+
+    return smoke_test_from_outside(namespace=namespace, kube_config=kube_config, min_score=min_score)
