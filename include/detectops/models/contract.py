@@ -79,6 +79,7 @@ def verify_contract(path: str | Path) -> SignatureSpec:
     signatures = {}
     for meta_graph in saved.meta_graphs:
         signatures.update(meta_graph.signature_def)
+    signatures.pop("__saved_model_init_op", None)  # TF's internal initializer, not a user signature
     if SIGNATURE not in signatures:
         raise ContractError(
             f"{path}: no '{SIGNATURE}' signature (found: {sorted(signatures) or 'none'}). "
