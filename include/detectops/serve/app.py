@@ -1,0 +1,621 @@
+"""The HTTP service: a TF-Serving-compatible REST API, an upload page, probes and metrics.
+
+    from detectops.serve import ServeSettings, create_app, run
+    run(ServeSettings.from_env(model_dir="models/centernet"), host="127.0.0.1", port=8080)
+
+Endpoints
+---------
+``GET  /v1/models/{name}``                      TF Serving model status (``model_version_status``)
+``GET  /v1/models/{name}/versions/{v}``         the same, for one version
+``GET  /v1/models/{name}/metadata``             the serving signature
+``POST /v1/models/{name}[/versions/{v}]:predict`` ``{"instances": [{"b64": ...}]}`` -> ``{"predictions": [...]}``
+``POST /detect``                                multipart upload -> labelled boxes (for people and scripts)
+``GET  /``                                      upload page: boxes drawn on the photo
+``GET  /healthz`` / ``/readyz``                 process up / model loaded and warmed up
+``GET  /metrics``                               Prometheus
+``GET  /openapi.json``, ``/docs``               the API schema
+
+How a request flows (why it stays fast under load): the handler (event loop) reads the
+body; decoding and validation run in a thread pool; the decoded image is queued for the
+``InferenceEngine``, whose single worker thread runs the model; post-processing (JSON,
+metrics, the prediction-log record) runs in the thread pool again. So the event loop only
+moves bytes, and decoding of the next request overlaps the current inference.
+
+The model loads in a background thread at start-up: ``/healthz`` answers at once, and
+``/readyz`` answers 503 until the model is loaded and one warm-up inference has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from detectops import __version__
+from detectops.serve import schemas
+from detectops.serve.config import ServeConfigError, ServeSettings
+from detectops.serve.engine import DetectorLike, EngineStopped, InferenceEngine
+from detectops.serve.errors import RequestError, bad_request, too_large
+from detectops.serve.imageio import DecodedImage, decode_image, decode_instance
+from detectops.serve.metrics import CONTENT_TYPE, ServeMetrics
+from detectops.serve.predlog import PredictionLog
+
+log = logging.getLogger("detectops.serve")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+INPUT_NAME = "input_tensor"
+SIGNATURE = "serving_default"
+
+Loader = Callable[[Path], DetectorLike]
+
+
+# -- model directory ------------------------------------------------------------------------
+def resolve_model_dir(model_dir: Path, version: str | None = None) -> tuple[Path, str]:
+    """The SavedModel to serve and its version.
+
+    ``model_dir`` is a SavedModel (``saved_model.pb`` inside) or a TF-Serving base directory
+    with numbered versions (``base/1/saved_model.pb``, ...): the requested ``version`` or the
+    highest is served. A SavedModel's version is ``version``, else its directory name if it
+    is a number, else ``"1"``.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ServeConfigError(
+            f"DETECTOPS_MODEL_DIR={model_dir} does not exist or is not a directory; "
+            "point it at a detector SavedModel (e.g. the path `detectops fetch-model` printed)."
+        )
+    if (model_dir / "saved_model.pb").is_file():
+        if version is None:
+            version = model_dir.name if model_dir.name.isdigit() else "1"
+        return model_dir, str(version)
+    versions = sorted(
+        (int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    )
+    if not versions:
+        raise ServeConfigError(
+            f"{model_dir} holds no SavedModel (no saved_model.pb, no numbered version directories); "
+            "point DETECTOPS_MODEL_DIR at a detector SavedModel."
+        )
+    if version is not None:
+        if not str(version).isdigit() or int(version) not in versions:
+            raise ServeConfigError(
+                f"version {version} is not in {model_dir} (versions there: {versions}); "
+                "fix DETECTOPS_MODEL_VERSION or unset it to serve the newest."
+            )
+        chosen = int(version)
+    else:
+        chosen = versions[-1]
+    return model_dir / str(chosen), str(chosen)
+
+
+def _default_loader(path: Path) -> DetectorLike:
+    from detectops.models.detector import Detector
+
+    return Detector.load(path)
+
+
+# -- state ----------------------------------------------------------------------------------
+@dataclass
+class ServiceState:
+    """Everything a request handler needs; lives on ``app.state.service``."""
+
+    settings: ServeSettings
+    metrics: ServeMetrics
+    predlog: PredictionLog
+    version: str
+    model_path: Path | None = None
+    state: str = "START"  # TF Serving's ModelVersionState: START, LOADING, AVAILABLE, END
+    error: str | None = None
+    warmup_seconds: float | None = None
+    engine: InferenceEngine | None = None
+    label_map: dict[int, str] = field(default_factory=dict)
+    pool: ThreadPoolExecutor | None = None
+    loaded: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "AVAILABLE" and self.engine is not None
+
+    def load(self, loader: Loader) -> None:
+        """Load, start the engine, warm up. Runs in a background thread at start-up."""
+        self.state = "LOADING"
+        t0 = time.perf_counter()
+        try:
+            if self.settings.model_dir is None:
+                raise ServeConfigError("No model to serve: set DETECTOPS_MODEL_DIR to a detector SavedModel.")
+            self.model_path, self.version = resolve_model_dir(self.settings.model_dir, self.settings.model_version)
+            self.metrics.model_info.info({"name": self.settings.model_name, "version": self.version,
+                                          "path": str(self.model_path), "detectops": __version__})
+            detector = loader(self.model_path)
+            self.label_map = {int(k): str(v) for k, v in (getattr(detector, "label_map", None) or {}).items()}
+            engine = InferenceEngine(
+                detector,
+                max_batch_size=self.settings.max_batch_size,
+                max_wait_ms=self.settings.batch_wait_ms,
+                max_queue=self.settings.max_queue,
+                on_batch=self.metrics.observe_batch,
+            ).start()
+            self.warmup_seconds = round(engine.warm_up(), 4)
+            self.engine = engine
+            self.state = "AVAILABLE"
+            self.metrics.model_ready.set(1)
+            self.metrics.model_load_seconds.set(time.perf_counter() - t0)
+            log.info("model %s version %s loaded from %s in %.1fs (warm-up %.3fs)", self.settings.model_name,
+                     self.version, self.model_path, time.perf_counter() - t0, self.warmup_seconds)
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz and the model status
+            self.state = "END"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load: %s", self.error)
+        finally:
+            self.loaded.set()
+
+    def require_engine(self) -> InferenceEngine:
+        if self.engine is None or not self.ready:
+            if self.state == "END":
+                raise RequestError(503, "model_failed", f"the model failed to load: {self.error}")
+            raise EngineStopped()
+        return self.engine
+
+    def check_model(self, name: str, version: str | None = None) -> None:
+        if name != self.settings.model_name:
+            raise RequestError(404, "model_not_found",
+                               f"model {name!r} is not served here; this server serves "
+                               f"{self.settings.model_name!r} (GET /v1/models/{self.settings.model_name})")
+        if version is not None and version != self.version:
+            raise RequestError(404, "version_not_found",
+                               f"version {version!r} of model {name!r} is not served here; "
+                               f"the served version is {self.version!r}")
+
+    def model_status(self) -> dict[str, Any]:
+        code, msg = ("OK", "") if self.state != "END" else ("UNKNOWN", self.error or "load failed")
+        return {"model_version_status": [
+            {"version": self.version, "state": self.state, "status": {"error_code": code, "error_message": msg}}
+        ]}
+
+
+# -- request processing (runs in the thread pool) -------------------------------------------
+def parse_predict_body(body: bytes, settings: ServeSettings) -> tuple[list[DecodedImage], bool]:
+    """Validate a TF-Serving predict body and decode its images; ``(images, columnar)``."""
+    if not body.strip():
+        raise bad_request("empty_body", 'the request body is empty; send JSON {"instances": [{"b64": "..."}]}')
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request("malformed_json", f"the body is not valid JSON ({exc}); "
+                          'send {"instances": [{"b64": "<base64 image>"}]}') from None
+    if not isinstance(payload, dict):
+        raise bad_request("invalid_request", f'the body must be a JSON object with "instances", '
+                          f"got {type(payload).__name__}")
+    sig = payload.get("signature_name")
+    if sig not in (None, "", SIGNATURE):
+        raise bad_request("unknown_signature", f"signature {sig!r} does not exist; the only one is {SIGNATURE!r}")
+    columnar = "instances" not in payload and "inputs" in payload
+    if "instances" in payload and "inputs" in payload:
+        raise bad_request("invalid_request", 'send either "instances" or "inputs", not both')
+    items = payload.get("instances") if not columnar else payload.get("inputs")
+    if items is None:
+        raise bad_request("missing_instances", 'the body has no "instances" (or "inputs") list; '
+                          'send {"instances": [{"b64": "<base64 image>"}]}')
+    if columnar and isinstance(items, dict):
+        if INPUT_NAME in items:
+            items = items[INPUT_NAME]
+        elif "b64" in items:
+            items = [items]
+        else:
+            raise bad_request("missing_instances", f'"inputs" must be a list or {{"{INPUT_NAME}": [...]}}')
+        if isinstance(items, dict):  # {"input_tensor": {"b64": ...}}
+            items = [items]
+    if not isinstance(items, list):
+        raise bad_request("invalid_request", f'"instances" must be a list, got {type(items).__name__}')
+    if not items:
+        raise bad_request("missing_instances", '"instances" is empty; send at least one image')
+    if len(items) > settings.max_instances:
+        raise too_large("too_many_instances", f"{len(items)} instances in one request; the limit is "
+                        f"{settings.max_instances} (DETECTOPS_MAX_INSTANCES): split the request")
+    images = []
+    for i, item in enumerate(items):
+        try:
+            images.append(decode_instance(item, max_bytes=settings.max_image_bytes,
+                                          max_pixels=settings.max_image_pixels, input_name=INPUT_NAME))
+        except RequestError as exc:
+            raise exc.for_instance(i) from None
+    return images, columnar
+
+
+def _raw_prediction(d: Any) -> dict[str, Any]:
+    return {
+        "detection_boxes": d.boxes.astype(float).round(5).tolist(),
+        "detection_classes": [int(c) for c in d.classes],
+        "detection_scores": d.scores.astype(float).round(5).tolist(),
+        "num_detections": int(len(d.scores)),
+    }
+
+
+def _labelled(d: Any, img: DecodedImage, min_score: float, label_map: dict[int, str]) -> list[dict[str, Any]]:
+    rows = []
+    h, w = img.height, img.width
+    for box, c, s in zip(d.boxes, d.classes, d.scores):
+        if s < min_score:
+            continue
+        ymin, xmin, ymax, xmax = (float(v) for v in box)
+        rows.append({
+            "label": label_map.get(int(c), f"class {int(c)}"),
+            "class_id": int(c),
+            "score": round(float(s), 4),
+            "box": {"xmin": round(xmin * w, 1), "ymin": round(ymin * h, 1),
+                    "xmax": round(xmax * w, 1), "ymax": round(ymax * h, 1)},
+            "box_normalized": {"ymin": round(ymin, 5), "xmin": round(xmin, 5),
+                               "ymax": round(ymax, 5), "xmax": round(xmax, 5)},
+        })
+    return rows
+
+
+def _record(svc: ServiceState, endpoint: str, request_id: str, index: int, img: DecodedImage, d: Any,
+            min_score: float, started: float) -> None:
+    """Metrics + prediction-log record of one image (thread pool; never raises)."""
+    try:
+        keep = d.scores >= min_score
+        scores = [round(float(s), 4) for s in d.scores[keep]]
+        classes = [int(c) for c in d.classes[keep]]
+        brightness = img.mean_brightness()
+        svc.metrics.observe_detections(endpoint, scores,
+                                       [svc.label_map.get(c, f"class {c}") for c in classes], brightness)
+        svc.predlog.write({
+            "time": datetime.now(timezone.utc).isoformat(),
+            "request_id": request_id,
+            "endpoint": endpoint,
+            "model_name": svc.settings.model_name,
+            "model_version": svc.version,
+            "instance": index,
+            "width": img.width,
+            "height": img.height,
+            "format": img.format,
+            "mean_brightness": brightness,
+            "min_score": min_score,
+            "num_detections": len(scores),
+            "scores": scores,
+            "classes": classes,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        })
+    except Exception:  # noqa: BLE001 - monitoring must never fail a request
+        log.exception("could not record prediction")
+
+
+def build_predict_response(svc: ServiceState, request_id: str, images: list[DecodedImage], results: list[Any],
+                           columnar: bool, endpoint: str, started: float) -> bytes:
+    preds = [_raw_prediction(d) for d in results]
+    for i, (img, d) in enumerate(zip(images, results)):
+        _record(svc, endpoint, request_id, i, img, d, svc.settings.min_score, started)
+    if columnar:
+        body: dict[str, Any] = {"outputs": {k: [p[k] for p in preds] for k in schemas.Prediction.model_fields}}
+    else:
+        body = {"predictions": preds}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def build_detect_response(svc: ServiceState, request_id: str, img: DecodedImage, d: Any, min_score: float,
+                          started: float) -> bytes:
+    rows = _labelled(d, img, min_score, svc.label_map)
+    _record(svc, "/detect", request_id, 0, img, d, min_score, started)
+    body = {
+        "model": {"name": svc.settings.model_name, "version": svc.version},
+        "image": {"width": img.width, "height": img.height, "format": img.format},
+        "min_score": min_score,
+        "num_detections": len(rows),
+        "detections": rows,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+# -- ASGI middleware: request metrics and the body-size limit -------------------------------
+class _BodyTooLarge(RequestError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "request_too_large", f"the request body is over {limit} bytes; "
+                         "send smaller images (DETECTOPS_MAX_IMAGE_BYTES) or fewer instances")
+
+
+class ServeMiddleware:
+    """Counts and times every HTTP request by route template; refuses oversized bodies early.
+
+    Pure ASGI (not ``BaseHTTPMiddleware``) so it adds microseconds, not a task per request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics, max_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                exc = _BodyTooLarge(self.max_body)
+                await JSONResponse(exc.to_dict(), status_code=413, headers={"connection": "close"})(
+                    scope, receive, send_wrapper)
+                return
+            seen = 0
+
+            async def limited_receive() -> Message:
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > self.max_body:
+                        raise _BodyTooLarge(self.max_body)
+                return message
+
+            await self.app(scope, limited_receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(endpoint, method, str(status)).inc()
+            self.metrics.request_latency.labels(endpoint, method).observe(time.perf_counter() - t0)
+
+
+# -- the app --------------------------------------------------------------------------------
+def _error(status: int, code: str, message: str, detail: list[Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        parts = []
+        for e in errors[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
+            parts.append(f"{where}: {e.get('msg')}")
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+        return _error(422, "invalid_request", "invalid request: " + "; ".join(parts), detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = "no such endpoint; see /docs for the API"
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), message)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return _error(500, "internal", f"internal error ({type(exc).__name__}); the server is still up")
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Document the hand-parsed predict body (parsed in the thread pool, not by FastAPI)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        req = schemas.PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(req.pop("$defs", {}))
+        components["PredictRequest"] = req
+        for path, item in schema.get("paths", {}).items():
+            if path.endswith(":predict"):
+                item["post"]["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+                }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: ServeSettings | None = None, *, loader: Loader | None = None) -> FastAPI:
+    """The FastAPI app serving ``settings.model_dir``.
+
+    ``loader(path) -> detector`` defaults to ``detectops.models.Detector.load``; tests pass
+    their own (e.g. one that waits, to observe ``/readyz`` before the model is ready).
+    """
+    settings = settings or ServeSettings.from_env()
+    metrics = ServeMetrics()
+    predlog = PredictionLog(settings.prediction_log, on_drop=metrics.predlog_dropped.inc)
+    svc = ServiceState(settings=settings, metrics=metrics, predlog=predlog,
+                       version=settings.model_version or "1")
+    metrics.queue_depth.set_function(lambda: svc.engine.queue_depth if svc.engine else 0)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        svc.pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="detectops-decode")
+        predlog.start()
+        threading.Thread(target=svc.load, args=(loader or _default_loader,), name="detectops-load",
+                         daemon=True).start()
+        try:
+            yield
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, svc.loaded.wait, 600)
+            if svc.engine is not None:
+                svc.engine.stop()
+            svc.pool.shutdown(wait=True)
+            predlog.close()
+
+    app = FastAPI(
+        title="DetectOps detector service",
+        version=__version__,
+        description="Object detection over HTTP: a TF-Serving-compatible REST predict API, "
+                    "an upload page for people (`/`), probes and Prometheus metrics.",
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    app.add_middleware(ServeMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
+    _install_error_handlers(app)
+    _install_openapi(app)
+
+    async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
+        assert svc.pool is not None, "the app's lifespan has not started"
+        return await asyncio.get_running_loop().run_in_executor(svc.pool, partial(fn, *args))
+
+    async def infer(images: list[DecodedImage]) -> list[Any]:
+        engine = svc.require_engine()
+        futures = [engine.submit(img.pixels) for img in images]
+        return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+
+    # -- probes and metrics -----------------------------------------------------------------
+    @app.get("/healthz", response_model=schemas.HealthResponse, tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (liveness). Says nothing about the model: see ``/readyz``."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=schemas.ReadyResponse, tags=["probes"],
+             responses={503: {"model": schemas.ReadyResponse, "description": "Not ready yet (or failed)."}})
+    async def readyz() -> JSONResponse:
+        """200 once the model is loaded and one warm-up inference has run; 503 before (readiness)."""
+        body = {"ready": svc.ready, "state": svc.state,
+                "model": {"name": settings.model_name, "version": svc.version},
+                "error": svc.error, "warmup_seconds": svc.warmup_seconds}
+        return JSONResponse(body, status_code=200 if svc.ready else 503)
+
+    @app.get("/metrics", tags=["probes"], response_class=Response)
+    async def metrics_endpoint() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    # -- TF-Serving REST API ---------------------------------------------------------------
+    @app.get("/v1/models/{name}", response_model=schemas.ModelStatusResponse, tags=["tf-serving"],
+             responses={404: schemas.ERROR_RESPONSES[404]})
+    async def model_status(name: str) -> dict[str, Any]:
+        """TF Serving's model status: ``AVAILABLE`` once ready (``LOADING`` before, ``END`` if it failed)."""
+        svc.check_model(name)
+        return svc.model_status()
+
+    @app.get("/v1/models/{name}/versions/{version}", response_model=schemas.ModelStatusResponse,
+             tags=["tf-serving"], responses={404: schemas.ERROR_RESPONSES[404]})
+    async def model_version_status(name: str, version: str) -> dict[str, Any]:
+        svc.check_model(name, version)
+        return svc.model_status()
+
+    @app.get("/v1/models/{name}/metadata", tags=["tf-serving"], responses={404: schemas.ERROR_RESPONSES[404]})
+    async def model_metadata(name: str) -> dict[str, Any]:
+        """The serving signature (the detector contract), in TF Serving's metadata shape."""
+        svc.check_model(name)
+
+        def t(dtype: str, dims: list[int]) -> dict[str, Any]:
+            return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d)} for d in dims]}}
+
+        outputs = {"detection_boxes": t("DT_FLOAT", [1, -1, 4]), "detection_classes": t("DT_FLOAT", [1, -1]),
+                   "detection_scores": t("DT_FLOAT", [1, -1]), "num_detections": t("DT_FLOAT", [1])}
+        return {
+            "model_spec": {"name": name, "signature_name": "", "version": svc.version},
+            "metadata": {"signature_def": {"signature_def": {SIGNATURE: {
+                "inputs": {INPUT_NAME: t("DT_UINT8", [1, -1, -1, 3])},
+                "outputs": outputs, "method_name": "tensorflow/serving/predict"}}}},
+            "label_map": {str(k): v for k, v in sorted(svc.label_map.items())},
+        }
+
+    async def _predict(request: Request, name: str, version: str | None) -> Response:
+        started = time.perf_counter()
+        svc.check_model(name, version)
+        svc.require_engine()  # 503 before reading and decoding the body
+        body = await request.body()
+        images, columnar = await in_pool(parse_predict_body, body, settings)
+        results = await infer(images)
+        request_id = uuid.uuid4().hex
+        endpoint = "/v1/models/{name}:predict"
+        content = await in_pool(build_predict_response, svc, request_id, images, results, columnar,
+                                endpoint, started)
+        return Response(content, media_type="application/json", headers={"x-request-id": request_id})
+
+    predict_doc = dict(
+        tags=["tf-serving"],
+        responses={200: {"model": schemas.PredictResponse,
+                         "description": '`{"predictions": [...]}`; for `inputs`, `{"outputs": {...}}`.'},
+                   **schemas.ERROR_RESPONSES},
+    )
+
+    @app.post("/v1/models/{name}:predict", **predict_doc)
+    async def predict(name: str, request: Request) -> Response:
+        """TF Serving predict: ``{"instances": [{"b64": "<base64 JPEG/PNG>"}, ...]}``.
+
+        Returns the detector contract's raw outputs per image (no score threshold).
+        """
+        return await _predict(request, name, None)
+
+    @app.post("/v1/models/{name}/versions/{version}:predict", **predict_doc)
+    async def predict_version(name: str, version: str, request: Request) -> Response:
+        """TF Serving predict for one version (only the served version exists)."""
+        return await _predict(request, name, version)
+
+    # -- for people --------------------------------------------------------------------------
+    @app.post("/detect", response_model=schemas.DetectResponse, tags=["detect"],
+              responses={k: v for k, v in schemas.ERROR_RESPONSES.items() if k != 404})
+    async def detect(
+        file: UploadFile = File(..., description="A photo (JPEG, PNG, ...)."),
+        min_score: float | None = Query(None, ge=0.0, le=1.0,
+                                        description="Leave out detections below this score (default: the "
+                                                    "server's DETECTOPS_MIN_SCORE)."),
+    ) -> Response:
+        """Upload a photo; get labelled boxes (pixels and normalised) above ``min_score``."""
+        started = time.perf_counter()
+        svc.require_engine()
+        data = await file.read()
+        img = await in_pool(partial(decode_image, max_bytes=settings.max_image_bytes,
+                                    max_pixels=settings.max_image_pixels), data)
+        (d,) = await infer([img])
+        request_id = uuid.uuid4().hex
+        score = settings.min_score if min_score is None else min_score
+        content = await in_pool(build_detect_response, svc, request_id, img, d, score, started)
+        return Response(content, media_type="application/json", headers={"x-request-id": request_id})
+
+    index_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(index_html.replace("{{MODEL_NAME}}", settings.model_name))
+
+    return app
+
+
+def run(settings: ServeSettings | None = None, host: str = "127.0.0.1", port: int = 8080, *,
+        log_level: str = "info", access_log: bool = True) -> None:
+    """Serve with uvicorn until interrupted (one process: the model lives in it once)."""
+    import uvicorn
+
+    settings = settings or ServeSettings.from_env()
+    if settings.model_dir is None:
+        raise ServeConfigError("No model to serve: set DETECTOPS_MODEL_DIR (or pass --model-dir).")
+    resolve_model_dir(settings.model_dir, settings.model_version)  # fail fast, before binding the port
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log)
