@@ -177,7 +177,8 @@ start_daemon kubelet "$K8S_BIN/kubelet" \
   --config="$K/config/kubelet.yaml" --kubeconfig="$P/kubelet.kubeconfig" \
   --container-runtime=remote --container-runtime-endpoint="unix://$CTR_SOCK" \
   --image-service-endpoint="unix://$CTR_SOCK" --runtime-request-timeout=10m \
-  --hostname-override=localhost --node-ip=127.0.0.1 \
+  --hostname-override=localhost \
+  `# no --node-ip: kubelet 1.20 rejects loopback; the apiserver dials the node by Hostname (localhost)` \
   --root-dir="$KUBELET_ROOT" --cert-dir="$P/kubelet-certs" --v=1
 
 node_ready() {

@@ -1,0 +1,149 @@
+"""``detectops``: one command for every stage, used by people, pods and tests alike.
+
+    detectops fetch-model centernet
+    detectops validate include/datasets/real-eval
+    detectops evaluate --model centernet --dataset real-eval [--mlflow URI]
+    detectops generate-data OUT --images 200 --seed 7
+    detectops serve --model-dir DIR [--host 0.0.0.0 --port 8080]
+    detectops deploy --image REF --namespace NS [--xcom-file F]
+
+Each subcommand prints its result as JSON on stdout (logs go to stderr), and exits 2 with
+the error's message when the input is wrong (a ``DetectOpsError``), so scripts can rely on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from detectops.errors import DetectOpsError
+
+
+def _print(result: Any) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> Any:
+    from detectops.pipeline import fetch_model
+
+    return fetch_model(args.source)
+
+
+def cmd_validate(args: argparse.Namespace) -> Any:
+    from detectops.pipeline import resolve_dataset
+    from detectops.quality import validate_dataset
+
+    dataset = resolve_dataset(args.dataset)
+    report = validate_dataset(dataset["path"], report_dir=args.report_dir)
+    report.raise_for_failure()
+    return report.to_dict()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> Any:
+    from detectops.pipeline import evaluate_and_log, fetch_model, resolve_dataset
+
+    return evaluate_and_log(
+        fetch_model(args.model), resolve_dataset(args.dataset),
+        tracking_uri=args.mlflow, score_threshold=args.score_threshold, experiment=args.experiment,
+    )
+
+
+def cmd_generate_data(args: argparse.Namespace) -> Any:
+    from detectops.data import SyntheticSpec, generate_synthetic
+
+    spec = SyntheticSpec(num_images=args.images, seed=args.seed)
+    return generate_synthetic(args.out, spec).to_dict()
+
+
+def cmd_serve(args: argparse.Namespace) -> Any:
+    from detectops.serve import ServeSettings, run
+
+    overrides = {"model_dir": args.model_dir} if args.model_dir else {}
+    run(ServeSettings.from_env(**overrides), host=args.host, port=args.port)
+    return None
+
+
+def cmd_deploy(args: argparse.Namespace) -> Any:
+    from detectops.deploy import deploy
+
+    result = deploy(
+        image=args.image, namespace=args.namespace, name=args.name,
+        model_version=args.model_version, replicas=args.replicas,
+        timeout_s=args.timeout, smoke_via=args.smoke_via,
+    ).to_dict()
+    if args.xcom_file:
+        # KubernetesPodOperator's sidecar reads the task's XCom from this file.
+        Path(args.xcom_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.xcom_file).write_text(json.dumps(result, default=str))
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import os
+
+    parser = argparse.ArgumentParser(prog="detectops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], Any], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("fetch-model", cmd_fetch_model, "Fetch, convert, verify and cache a detector; print its ModelRef.")
+    p.add_argument("source", nargs="?", default="centernet",
+                   help="centernet | zoo:<name> | https://...tar.gz | SavedModel dir | models:/<name>@<alias>")
+
+    p = add("validate", cmd_validate, "Run the Great Expectations suites on a COCO dataset.")
+    p.add_argument("dataset", help="real-eval or a COCO dataset directory")
+    p.add_argument("--report-dir", type=Path, default=None)
+
+    p = add("evaluate", cmd_evaluate, "Evaluate a detector on a dataset and log it to MLflow.")
+    p.add_argument("--model", default="centernet")
+    p.add_argument("--dataset", default="real-eval")
+    p.add_argument("--mlflow", default=os.environ.get("MLFLOW_TRACKING_URI"), help="tracking URI (default $MLFLOW_TRACKING_URI)")
+    p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--experiment", default="detectops")
+
+    p = add("generate-data", cmd_generate_data, "Write a deterministic synthetic COCO dataset.")
+    p.add_argument("out", type=Path)
+    p.add_argument("--images", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("serve", cmd_serve, "Serve a detector over HTTP (TF-Serving REST, /detect, upload page, metrics).")
+    p.add_argument("--model-dir", default=None, help="SavedModel directory (default $DETECTOPS_MODEL_DIR)")
+    p.add_argument("--host", default=os.environ.get("DETECTOPS_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("DETECTOPS_PORT", "8080")))
+
+    p = add("deploy", cmd_deploy, "Apply the serving Deployment, wait for the rollout, smoke-test, roll back on failure.")
+    p.add_argument("--image", required=True)
+    p.add_argument("--namespace", default="detectops")
+    p.add_argument("--name", default="detector")
+    p.add_argument("--model-version", default="")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--smoke-via", choices=["service", "pods"], default=os.environ.get("DETECTOPS_SMOKE_VIA", "service"))
+    p.add_argument("--xcom-file", default=None, help="also write the result here (KubernetesPodOperator XCom)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = args.func(args)
+    except DetectOpsError as exc:
+        print(f"detectops {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if result is not None:
+        _print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run the whole test suite against real services: the local infrastructure (Docker engine,
+# registry, Kubernetes) is started first if it is not up; MLflow and Airflow are started by
+# the tests themselves. Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+[ -x "$PY" ] || die "no Python environment: run scripts/install.sh first"
+
+if [ "${DETECTOPS_SKIP_INFRA:-0}" != "1" ] && [ -x "$REPO/scripts/infra/up.sh" ]; then
+  "$REPO/scripts/infra/up.sh"
+fi
+if [ -f "$DETECTOPS_HOME/infra/env.sh" ]; then . "$DETECTOPS_HOME/infra/env.sh"; fi
+
+cd "$REPO"
+exec "$PY" -m pytest -p no:cacheprovider --timeout 1800 "${@:-tests}"
