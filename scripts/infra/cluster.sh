@@ -173,12 +173,13 @@ imageGCHighThresholdPercent: 95
 imageGCLowThresholdPercent: 90
 maxPods: 50
 YAML
+# No --node-ip: kubelet 1.20 rejects a loopback node IP. The apiserver reaches the kubelet by
+# Hostname (--kubelet-preferred-address-types=Hostname), i.e. localhost:10250.
 start_daemon kubelet "$K8S_BIN/kubelet" \
   --config="$K/config/kubelet.yaml" --kubeconfig="$P/kubelet.kubeconfig" \
   --container-runtime=remote --container-runtime-endpoint="unix://$CTR_SOCK" \
   --image-service-endpoint="unix://$CTR_SOCK" --runtime-request-timeout=10m \
   --hostname-override=localhost \
-  `# no --node-ip: kubelet 1.20 rejects loopback; the apiserver dials the node by Hostname (localhost)` \
   --root-dir="$KUBELET_ROOT" --cert-dir="$P/kubelet-certs" --v=1
 
 node_ready() {

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job, on a fresh Debian 12 machine (as root): install everything, start the local
+# infrastructure (Docker engine, registry, Kubernetes), MLflow and Airflow, then trigger the
+# level-0 DAG through the REST API and print where to look.
+#   DETECTOPS_DEPLOY=0 scripts/demo.sh   # stop after registration: no Docker or cluster needed
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+DEPLOY="${DETECTOPS_DEPLOY:-1}"
+"$REPO/scripts/install.sh"
+if [ "$DEPLOY" = "1" ]; then
+  "$REPO/scripts/infra/up.sh"
+  . "$DETECTOPS_HOME/infra/env.sh"
+  export DETECTOPS_DEPLOYER_HOST_NETWORK="${DETECTOPS_DEPLOYER_HOST_NETWORK:-1}"
+fi
+"$REPO/scripts/services/mlflow.sh" start
+"$REPO/scripts/services/airflow.sh" start
+. "$REPO/scripts/services/airflow-env.sh"
+
+log "fetching the CenterNet detector once (npm registry -> SavedModel, cached)"
+"$VENV/bin/detectops" fetch-model centernet >/dev/null
+
+log "triggering detectops_level0_manual through the REST API"
+conf="{\"deploy\": $([ "$DEPLOY" = "1" ] && echo true || echo false)}"
+status=0
+"$PY" "$REPO/scripts/run_dag.py" detectops_level0_manual --conf "$conf" | tee "$DETECTOPS_HOME/last-run.json" || status=$?
+
+cat <<MSG
+
+  Airflow UI   $AIRFLOW_URL   (user: admin, password: $(python3 -c "import json;print(json.load(open('$AIRFLOW_HOME/passwords.json'))['admin'])"))
+  MLflow UI    $MLFLOW_TRACKING_URI   (experiment detectops-level0, model 'detector')
+  Run summary  $DETECTOPS_HOME/last-run.json
+  Stop it all  scripts/stop.sh
+
+MSG
+exit $status
