@@ -54,22 +54,20 @@ def _decode_weights(model_dir: Path, manifest: list[dict[str, Any]]) -> dict[str
             shape = [int(d) for d in w["shape"]]
             count = int(np.prod(shape)) if shape else 1
             quant = w.get("quantization")
-            if quant:
-                qdtype = quant["dtype"]
-                if qdtype not in _QUANTIZED_BYTES:
-                    raise ModelSourceError(f"weight {w['name']}: unsupported quantization {qdtype}")
-                size = count * _QUANTIZED_BYTES[qdtype]
-                raw = np.frombuffer(buffer, dtype=qdtype, count=count, offset=offset)
-                if qdtype == "float16":
-                    values = raw.astype(np.float32)
-                else:  # affine quantization: q * scale + min
-                    values = raw.astype(np.float32) * quant["scale"] + quant["min"]
-                values = values.astype(w["dtype"])
-            else:
-                if w["dtype"] not in _DTYPE_BYTES:
-                    raise ModelSourceError(f"weight {w['name']}: unsupported dtype {w['dtype']}")
-                size = count * _DTYPE_BYTES[w["dtype"]]
-                values = np.frombuffer(buffer, dtype=w["dtype"], count=count, offset=offset).copy()
+            stored = quant["dtype"] if quant else w["dtype"]
+            width = _QUANTIZED_BYTES.get(stored) if quant else _DTYPE_BYTES.get(stored)
+            if width is None:
+                raise ModelSourceError(f"weight {w['name']}: unsupported stored dtype {stored}")
+            size = count * width
+            if offset + size > len(buffer):
+                raise ModelSourceError(
+                    f"weight shards {group['paths']} end before weight {w['name']}: the model files are "
+                    "truncated or mismatched; fetch the package again."
+                )
+            values = np.frombuffer(buffer, dtype=stored, count=count, offset=offset).copy()
+            if quant and stored != "float16":  # affine quantization: q * scale + min
+                values = values.astype(np.float32) * quant["scale"] + quant["min"]
+            values = values.astype(w["dtype"])
             weights[w["name"]] = values.reshape(shape)
             offset += size
         if offset != len(buffer):
@@ -228,6 +226,15 @@ _MEMBERS = {
     "labels": "package/src/object/labels.ts",
 }
 SOURCE_FILE = "detectops-source.json"
+#: Bump when the conversion or the wrapper changes: cached conversions of older revisions are redone.
+CONVERTER_REVISION = 1
+
+
+def _cached_revision(entry: Path) -> int | None:
+    try:
+        return int(json.loads((entry / SOURCE_FILE).read_text())["converter_revision"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
@@ -237,6 +244,7 @@ def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
     tarball sha256 in ``cache_root/centernet/<version>-<sha12>``; with the tarball already in
     ``cache_root/npm/`` nothing touches the network.
     """
+    import os
     import tarfile
     import time
 
@@ -247,7 +255,7 @@ def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
     tarball = fetch_tarball(PACKAGE, version, cache_root)
     tar_sha = sha256_file(tarball)
     final = Path(cache_root) / "centernet" / f"{version}-{tar_sha[:12]}"
-    if (final / "saved_model.pb").is_file():
+    if (final / "saved_model.pb").is_file() and _cached_revision(final) == CONVERTER_REVISION:
         return final, tar_sha
 
     with staging_dir(final) as tmp:
@@ -271,8 +279,11 @@ def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
         (out / SOURCE_FILE).write_text(json.dumps({
             "package": f"{PACKAGE}@{version}",
             "tarball_sha256": tar_sha,
+            "converter_revision": CONVERTER_REVISION,
             "conversion_seconds": round(time.monotonic() - started, 2),
             "nms": {"class_agnostic": True, "iou_threshold": IOU_THRESHOLD, "score_threshold": SCORE_THRESHOLD},
         }, indent=1) + "\n")
+        if final.exists():  # an older converter revision: swap it out, never half-replace it
+            os.rename(final, tmp / "outdated")
         install(out, final)
     return final, tar_sha
