@@ -129,6 +129,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # Pod network namespaces under our state dir (not /run/netns), so down.sh finds them.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -173,6 +175,10 @@ imageGCHighThresholdPercent: 95
 imageGCLowThresholdPercent: 90
 maxPods: 50
 YAML
+# The Node object survives restarts in etcd and may still say Ready: only a heartbeat newer
+# than this kubelet's start counts.
+since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+if pid_alive kubelet; then since="1970-01-01T00:00:00Z"; fi
 # No --node-ip: kubelet 1.20 rejects a loopback node IP. The apiserver reaches the kubelet by
 # Hostname (--kubelet-preferred-address-types=Hostname), i.e. localhost:10250.
 start_daemon kubelet "$K8S_BIN/kubelet" \
@@ -183,7 +189,10 @@ start_daemon kubelet "$K8S_BIN/kubelet" \
   --root-dir="$KUBELET_ROOT" --cert-dir="$P/kubelet-certs" --v=1
 
 node_ready() {
-  [ "$(kubectl get node localhost -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+  local st hb
+  read -r st hb < <(kubectl get node localhost -o \
+    jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}')
+  [ "$st" = True ] && [[ ! "$hb" < "$since" ]]
 }
 wait_for "node localhost Ready" 120 node_ready || { check_daemon kubelet; check_daemon containerd; exit 1; }
 wait_for "ServiceAccount default/default" 60 kubectl -n default get serviceaccount default \

@@ -13,24 +13,29 @@ WIPE=0
 [ "${1:-}" = "--wipe-cluster" ] && WIPE=1
 TIMEOUT="${DOWN_TIMEOUT:-20}"
 
-stop() {  # NAME
-  local name="$1" pid
-  [ -s "$PIDS/$name.pid" ] || return 0
-  pid="$(cat "$PIDS/$name.pid")"
-  if pid_alive "$name"; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local start=$SECONDS
-    while kill -0 "$pid" 2>/dev/null; do
+stop() {  # NAME... : SIGTERM them all, wait, SIGKILL what is left after $TIMEOUT s
+  local name pid live=()
+  for name in "$@"; do
+    [ -s "$PIDS/$name.pid" ] || continue
+    pid="$(cat "$PIDS/$name.pid")"
+    if pid_alive "$name"; then
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      live+=("$pid")
+    fi
+  done
+  local start=$SECONDS p
+  for p in "${live[@]}"; do
+    while kill -0 "$p" 2>/dev/null; do
       if (( SECONDS - start >= TIMEOUT )); then
-        log "$name did not exit in ${TIMEOUT}s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
+        log "pid $p did not exit in ${TIMEOUT}s: SIGKILL"
+        kill -KILL "$p" 2>/dev/null || true
         break
       fi
-      sleep 0.3
+      sleep 0.1
     done
-  fi
-  rm -f "$PIDS/$name.pid" "$PIDS/$name.cmd"
+  done
+  for name in "$@"; do rm -f "$PIDS/$name.pid" "$PIDS/$name.cmd"; done
 }
 
 # Processes whose command line names one of our sockets: containerd shims (the kubelet's
@@ -57,9 +62,11 @@ if pid_alive dockerd; then
   ids="$(docker ps -q 2>/dev/null || true)"
   [ -n "$ids" ] && { log "stopping containers of our dockerd"; docker stop -t 5 $ids >/dev/null 2>&1 || true; }
 fi
-for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd registry dockerd; do
-  stop "$name"
-done
+stop containerd
+stop kube-scheduler kube-controller-manager
+stop kube-apiserver
+stop etcd
+stop registry dockerd
 
 shims="$(our_shims)"
 if [ -n "$shims" ]; then
@@ -77,9 +84,8 @@ if [ -d "$STATE" ]; then
   done
   [ "${#mnts[@]}" -gt 0 ] && log "unmounted ${#mnts[@]} mounts under $STATE"
 fi
-# Pod network namespaces created by our containerd (CRI bind-mounts them under /run/netns as
-# cni-<uuid>); they are ours when they hold a veth attached to our bridge — simpler and safe:
-# containerd removes them on sandbox stop; here only the bridge we created goes away.
+# Pod network namespaces were mounted under our state dir (netns_mounts_under_state_dir) and
+# unmounted above; with their processes gone the kernel frees them and their veths.
 for br in detectops0; do
   if [ -e "$STATE/k8s/cni/created-$br" ] && ip link show "$br" >/dev/null 2>&1; then
     ip link delete "$br" && log "removed bridge $br"
