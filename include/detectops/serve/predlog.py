@@ -37,9 +37,11 @@ class PredictionLog:
     """Asynchronous JSON-lines writer. ``write(record)`` never blocks."""
 
     def __init__(self, sink: str | Path | None, *, max_queue: int = 10_000,
-                 on_drop: Callable[[], None] | None = None) -> None:
+                 on_drop: Callable[[], None] | None = None, stream: IO[str] | None = None) -> None:
+        """``stream``: write to this open text stream instead of opening ``sink``."""
         text = str(sink).strip() if sink is not None else ""
-        self.enabled = text.lower() not in ("", "off", "none")
+        self.enabled = stream is not None or text.lower() not in ("", "off", "none")
+        self._given_stream = stream
         self.sink = text
         self._on_drop = on_drop
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
@@ -50,7 +52,9 @@ class PredictionLog:
     def start(self) -> PredictionLog:
         if not self.enabled or self._thread is not None:
             return self
-        if self.sink in ("stdout", "-"):
+        if self._given_stream is not None:
+            self._stream = self._given_stream
+        elif self.sink in ("stdout", "-"):
             self._stream = sys.stdout
         else:
             path = Path(self.sink)
