@@ -30,6 +30,7 @@ DEFAULT_REPOSITORY = "detectops/detector"
 DOCKERFILE = "include/docker/Dockerfile"
 _TAG_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 _STEP = re.compile(r"^Step \d+/\d+ : ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the daemon colours a RUN's stderr
 
 Log = Callable[[str], None]
 
@@ -94,7 +95,7 @@ class _BuildLog:
         if isinstance(aux, Mapping) and aux.get("ID"):
             self.image_id = aux["ID"]
         text = chunk.get("stream") or chunk.get("status") or ""
-        for line in text.splitlines():
+        for line in _ANSI.sub("", text).splitlines():
             line = line.rstrip()
             if not line:
                 continue

@@ -16,7 +16,8 @@ def record_image_on_model_version(
     """
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri) if tracking_uri else mlflow.MlflowClient()
+    client = (mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+              if tracking_uri else mlflow.MlflowClient())
     tags = {
         "image.digest": image_ref.digest,
         "image.repository": image_ref.repository,
