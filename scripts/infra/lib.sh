@@ -4,7 +4,7 @@
 
 INFRA_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$INFRA_SCRIPTS/../.." && pwd)"
-STATE="${DETECTOPS_INFRA_DIR:-$REPO/.state/infra}"
+STATE="${DETECTOPS_INFRA_DIR:-${DETECTOPS_HOME:-$REPO/.state}/infra}"
 PIDS="$STATE/pids"
 LOGS="$STATE/logs"
 REGISTRY_ADDR="127.0.0.1:5000"

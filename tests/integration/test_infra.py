@@ -31,7 +31,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("DETECTOPS_INFRA_DIR", REPO / ".state" / "infra"))
+STATE = Path(os.environ.get("DETECTOPS_INFRA_DIR") or Path(os.environ.get("DETECTOPS_HOME", REPO / ".state")) / "infra")
 BASE_IMAGE_REPO = "detectops/base"
 BASE_IMAGE_TAG = "bookworm"
 NAMESPACE = "default"
