@@ -145,8 +145,6 @@ def log_evaluation(
     score threshold and DAG run) in the same experiment is returned instead of logging a
     duplicate. A run that fails half-way is marked FAILED, and the next call logs afresh.
     """
-    from mlflow.entities import Metric, Param
-
     model = _as_dict(model_ref) or dict(result.model)
     dataset = _as_dict(dataset_ref) or dict(result.dataset)
     code_version = settings.code_version()
@@ -157,6 +155,8 @@ def log_evaluation(
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:32]
 
     client = connect(tracking_uri)
+    from mlflow.entities import Metric, Param
+
     experiment_id = get_or_create_experiment(client, experiment)
     existing = client.search_runs(
         [experiment_id], filter_string=f"tags.`{EVALUATION_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",

@@ -51,6 +51,11 @@ def load_image(path: str | Path) -> np.ndarray:
     """Decode an image file to H x W x 3 uint8 RGB; a broken file raises ``DataValidationError``."""
     from PIL import Image, UnidentifiedImageError
 
+    if not Path(path).is_file():
+        raise DataValidationError(
+            f"image file {path} is listed in the dataset's annotations.json but missing; "
+            "restore it or remove its entry (then run `detectops validate` on the dataset)"
+        )
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB") if im.mode != "RGB" else im)

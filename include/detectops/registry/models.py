@@ -140,8 +140,6 @@ def register_model(
     ``dataset_sha256`` (default: the run's ``dataset_sha256`` param), ``code_version``,
     ``dag_run_id``, plus ``tags``.
     """
-    import mlflow
-
     model = _model_dict(model_ref)
     existing = find_version_by_sha(name, model["sha256"], tracking_uri=tracking_uri)
     if existing is not None:
@@ -161,6 +159,8 @@ def register_model(
     }
     lineage = {k: str(v) for k, v in lineage.items() if v is not None}
     model_uri = log_pyfunc_model(model, run_id, tracking_uri=tracking_uri)
+    import mlflow
+
     mv = mlflow.register_model(model_uri, name, tags=lineage)
     return RegisteredModelRef(name=name, version=str(mv.version), run_id=run_id, model_uri=f"models:/{name}/{mv.version}")
 
@@ -172,9 +172,9 @@ def set_alias(name: str, alias: str, version: str | int, *, tracking_uri: str | 
 
 def get_alias(name: str, alias: str, *, tracking_uri: str | None = None) -> RegisteredModelRef | None:
     """The version ``alias`` points at, or ``None`` when the model or the alias does not exist."""
+    client = connect(tracking_uri)
     from mlflow.exceptions import MlflowException
 
-    client = connect(tracking_uri)
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -202,13 +202,11 @@ def download_saved_model(model_uri: str, dst_dir: str | Path, *, tracking_uri: s
     connect(tracking_uri)
     import mlflow
 
-    from detectops.registry.pyfunc import SAVED_MODEL_ARTIFACT
-
     dst_dir = Path(dst_dir)
     dst_dir.mkdir(parents=True, exist_ok=True)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst_dir)))
+    # The pyfunc model keeps the SavedModel under artifacts/<original directory name>/.
     found = sorted(p.parent for p in local.rglob("saved_model.pb"))
-    preferred = [p for p in found if p.name == SAVED_MODEL_ARTIFACT]
-    if not (preferred or found):
+    if not found:
         raise DetectOpsError(f"{model_uri} holds no SavedModel (no saved_model.pb under {local}); was it registered by detectops?")
-    return (preferred or found)[0]
+    return found[0]

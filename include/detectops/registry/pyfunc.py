@@ -28,7 +28,7 @@ class DetectorPyfunc(mlflow.pyfunc.PythonModel):
 
         self._detector = Detector.load(context.artifacts[SAVED_MODEL_ARTIFACT])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would validate inputs by them
         if isinstance(model_input, np.ndarray) and model_input.ndim == 3:
             images = [model_input]
         else:
