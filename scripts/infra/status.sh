@@ -20,7 +20,7 @@ if [ -s "$STATE/env.sh" ]; then
   echo "env: . $STATE/env.sh"
   docker version --format 'docker:   server {{.Server.Version}} at {{.Server.Os}} ('"$DOCKER_HOST"')' 2>/dev/null || echo "docker:   not answering"
   curl -fsS -o /dev/null "http://$DETECTOPS_REGISTRY/v2/" && echo "registry: http://$DETECTOPS_REGISTRY/v2/ answers" || echo "registry: not answering"
-  if kubectl --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
+  if [ "$(kubectl --request-timeout=5s get --raw /readyz 2>/dev/null)" = ok ]; then
     echo "cluster:  $KUBECONFIG ${DETECTOPS_KUBE_EXTERNAL:+(external)}"
     kubectl get nodes -o wide 2>/dev/null
     kubectl get pods -A 2>/dev/null | head -20

@@ -19,7 +19,8 @@ mkdir -p "$STATE" "$PIDS" "$LOGS"
 ours="$STATE/kubeconfig"
 external=""
 if [ -n "${KUBECONFIG:-}" ] && [ "$(realpath -m "$KUBECONFIG")" != "$(realpath -m "$ours")" ]; then
-  if kubectl --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
+  # A real apiserver answers "ok" (anything else on localhost:8080, e.g. a web UI, must not count).
+  if [ -f "${KUBECONFIG%%:*}" ] && [ "$(kubectl --request-timeout=5s get --raw /readyz 2>/dev/null)" = ok ]; then
     external="$KUBECONFIG"
     log "KUBECONFIG=$KUBECONFIG reaches a running cluster: using it, starting no cluster of our own"
     log "(that cluster must be able to pull from $REGISTRY_ADDR, or push images where it can)"
