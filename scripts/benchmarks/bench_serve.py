@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Benchmark the HTTP service against the model's own speed, on the same images, in one run.
+
+1. Raw baseline: the SavedModel in this process (``Detector.predict`` on decoded arrays),
+   sequential: latency p50/p99 and throughput. Measured before and after the service runs,
+   because other load on a shared machine moves the numbers; ratios use the mean.
+2. The service: a real uvicorn server on 127.0.0.1 in a separate process (``detectops.serve.run``),
+   HTTP clients in this process sending the same photos as base64 JPEG to the TF-Serving
+   ``:predict`` endpoint (and multipart to ``/detect``):
+   - single sequential requests: p50/p99 (goal: p50 <= 1.15x raw p50);
+   - 8 concurrent clients, for a few micro-batching settings: throughput (goal: >= 0.9x raw).
+
+    .venv/bin/python scripts/benchmarks/bench_serve.py                  # CenterNet (fetch_model("centernet"))
+    .venv/bin/python scripts/benchmarks/bench_serve.py --model-dir DIR  # any contract SavedModel
+
+Note the client runs on the same cores as the server: its base64/JSON work is part of what
+the service has to absorb here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "include"))
+
+
+def load_images(limit: int) -> list[tuple[str, bytes, np.ndarray]]:
+    """(name, JPEG bytes, decoded RGB) for real photos: skimage's CC0 set, then darknet's if installed."""
+    from PIL import Image
+    from skimage import data
+
+    arrays = [(n, getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    darknet = Path("/usr/share/darknet/data")
+    for name in ("dog", "person", "horses", "kite", "giraffe", "eagle"):
+        p = darknet / f"{name}.jpg"
+        if p.is_file():
+            arrays.append((name, np.asarray(Image.open(p).convert("RGB"))))
+    out = []
+    for name, arr in arrays[:limit]:
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=90)
+        jpeg = buf.getvalue()
+        out.append((name, jpeg, np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))))
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def raw_baseline(model_dir: Path, images, n: int) -> dict[str, float]:
+    from detectops.models import Detector
+
+    det = Detector.load(model_dir)
+    for _, _, arr in images[:3]:
+        det.predict(arr)
+    lat = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        s = time.perf_counter()
+        det.predict(images[i % len(images)][2])
+        lat.append(time.perf_counter() - s)
+    wall = time.perf_counter() - t0
+    return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": n / wall}
+
+
+class Server:
+    """``detectops.serve.run`` in a child process; stopped with SIGTERM by its PID."""
+
+    def __init__(self, model_dir: Path, batch: int, wait_ms: float) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = dict(os.environ, PYTHONPATH=str(REPO / "include"), DETECTOPS_MODEL_DIR=str(model_dir),
+                   DETECTOPS_MAX_BATCH_SIZE=str(batch), DETECTOPS_BATCH_WAIT_MS=str(wait_ms),
+                   DETECTOPS_PREDICTION_LOG=os.environ.get("DETECTOPS_PREDICTION_LOG", ""),
+                   TF_CPP_MIN_LOG_LEVEL="2")
+        code = ("import sys; from detectops.serve import ServeSettings, run; "
+                "run(ServeSettings.from_env(), host='127.0.0.1', port=int(sys.argv[1]), "
+                "log_level='warning', access_log=False)")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.port)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server not ready in time")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def predict_bodies(images) -> list[bytes]:
+    return [json.dumps({"instances": [{"b64": base64.b64encode(jpeg).decode()}]}).encode() for _, jpeg, _ in images]
+
+
+def sequential(url: str, bodies: list[bytes], n: int, path: str = "/v1/models/detector:predict",
+               files: list[bytes] | None = None) -> dict[str, float]:
+    import httpx
+
+    lat = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for i in range(3):  # warm the connection and the server's code paths
+            http.post(path, content=bodies[i % len(bodies)], headers={"content-type": "application/json"})
+        t0 = time.perf_counter()
+        for i in range(n):
+            s = time.perf_counter()
+            if files is None:
+                r = http.post(path, content=bodies[i % len(bodies)], headers={"content-type": "application/json"})
+            else:
+                r = http.post(path, files={"file": ("a.jpg", files[i % len(files)], "image/jpeg")})
+            r.raise_for_status()
+            lat.append(time.perf_counter() - s)
+        wall = time.perf_counter() - t0
+    return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": n / wall}
+
+
+def concurrent(url: str, bodies: list[bytes], clients: int, per_client: int) -> dict[str, float]:
+    import httpx
+
+    lat: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+
+    def worker(k: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            http.post("/v1/models/detector:predict", content=bodies[k % len(bodies)],
+                      headers={"content-type": "application/json"})
+            start.wait()
+            mine = []
+            for i in range(per_client):
+                s = time.perf_counter()
+                r = http.post("/v1/models/detector:predict", content=bodies[(k + i) % len(bodies)],
+                              headers={"content-type": "application/json"})
+                mine.append(time.perf_counter() - s)
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text[:100]}")
+            with lock:
+                lat.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
+    return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": clients * per_client / wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model-dir", type=Path, help="a contract SavedModel (default: fetch_model('centernet'))")
+    ap.add_argument("--images", type=int, default=8, help="how many real photos to cycle through")
+    ap.add_argument("-n", "--requests", type=int, default=80, help="sequential requests (and raw calls)")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--per-client", type=int, default=20, help="requests per concurrent client")
+    ap.add_argument("--batching", default="1:0,4:5,8:10",
+                    help="micro-batching settings to try, max_batch_size:max_wait_ms, comma-separated")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    if args.model_dir is None:
+        from detectops.models import fetch_model
+
+        ref = fetch_model("centernet")
+        model_dir, model_name = Path(ref.path), f"centernet ({ref.source})"
+    else:
+        model_dir, model_name = args.model_dir, str(args.model_dir)
+    images = load_images(args.images)
+    bodies = predict_bodies(images)
+    settings = [tuple(float(x) for x in s.split(":")) for s in args.batching.split(",")]
+    print(f"model: {model_name}\nimages: {', '.join(n for n, _, _ in images)} "
+          f"({len(images)} photos, JPEG {min(len(j) for _, j, _ in images) // 1024}-"
+          f"{max(len(j) for _, j, _ in images) // 1024} KiB)\ncpus: {os.cpu_count()}, "
+          f"load average at start: {os.getloadavg()[0]:.1f}\n", flush=True)
+
+    rows: list[tuple[str, dict[str, float]]] = []
+    raw1 = raw_baseline(model_dir, images, args.requests)
+    rows.append(("raw SavedModel, in-process, sequential (before)", raw1))
+    print("raw (before):", {k: round(v, 1) for k, v in raw1.items()}, flush=True)
+
+    for batch, wait in settings:
+        srv = Server(model_dir, int(batch), wait)
+        try:
+            srv.wait_ready()
+            if (batch, wait) == settings[0]:
+                seq = sequential(srv.url, bodies, args.requests)
+                rows.append((f"service :predict, sequential (batch {int(batch)}, wait {wait:g} ms)", seq))
+                print("sequential:", {k: round(v, 1) for k, v in seq.items()}, flush=True)
+                det = sequential(srv.url, bodies, args.requests // 2, path="/detect",
+                                 files=[j for _, j, _ in images])
+                rows.append((f"service /detect, sequential (batch {int(batch)}, wait {wait:g} ms)", det))
+                print("detect:", {k: round(v, 1) for k, v in det.items()}, flush=True)
+            conc = concurrent(srv.url, bodies, args.clients, args.per_client)
+            rows.append((f"service :predict, {args.clients} clients (batch {int(batch)}, wait {wait:g} ms)", conc))
+            print("concurrent:", {k: round(v, 1) for k, v in conc.items()}, flush=True)
+        finally:
+            srv.stop()
+
+    raw2 = raw_baseline(model_dir, images, args.requests)
+    rows.append(("raw SavedModel, in-process, sequential (after)", raw2))
+    raw_p50 = (raw1["p50_ms"] + raw2["p50_ms"]) / 2
+    raw_rps = (raw1["rps"] + raw2["rps"]) / 2
+
+    print(f"\n{'run':<62} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} {'p50/raw':>8} {'rps/raw':>8}")
+    for name, r in rows:
+        print(f"{name:<62} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['rps']:7.2f} "
+              f"{r['p50_ms'] / raw_p50:8.2f} {r['rps'] / raw_rps:8.2f}")
+    seq = next(r for n, r in rows if "sequential (batch" in n and ":predict" in n)
+    best = max((r for n, r in rows if "clients" in n), key=lambda r: r["rps"])
+    print(f"\ngoal p50 <= 1.15x raw: {seq['p50_ms'] / raw_p50:.2f}x  "
+          f"{'met' if seq['p50_ms'] <= 1.15 * raw_p50 else 'NOT met'}")
+    print(f"goal {args.clients}-client throughput >= 0.9x raw: {best['rps'] / raw_rps:.2f}x (best setting)  "
+          f"{'met' if best['rps'] >= 0.9 * raw_rps else 'NOT met'}")
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": model_name, "rows": dict(rows),
+                                         "raw_p50_ms": raw_p50, "raw_rps": raw_rps}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
