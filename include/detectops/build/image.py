@@ -117,6 +117,7 @@ def build_image(
     base_image: str | None = None,
     use_wheelhouse: bool = True,
     nocache: bool = False,
+    include_dir: Path | None = None,
     log: Log = log_.info,
     client=None,
 ) -> str:
@@ -124,6 +125,7 @@ def build_image(
 
     ``base_image`` defaults to ``DETECTOPS_BASE_IMAGE`` or the Dockerfile's official Python image.
     ``build_args`` may set MODEL_VERSION, DATASET_SHA256, GIT_COMMIT (they become OCI labels).
+    ``include_dir`` replaces the checkout's ``include/`` (the library and the Dockerfile).
     """
     tags = list(tags)
     if not tags:
@@ -139,7 +141,7 @@ def build_image(
         args["BASE_IMAGE"] = base_image
     tracker = _BuildLog(log)
     with tempfile.TemporaryDirectory(prefix="detectops-build-") as tmp:
-        ctx = assemble_context(model_dir, Path(tmp) / "context")
+        ctx = assemble_context(model_dir, Path(tmp) / "context", include_dir=include_dir)
         wheel_dir = ensure_wheelhouse(log=log) if use_wheelhouse else None
         with _maybe_serve(wheel_dir) as url:
             if url:

@@ -1,0 +1,154 @@
+"""detectops.deploy against the real single-node cluster from ``scripts/infra/up.sh``.
+
+1. An admin creates a namespace and the deployer's ServiceAccount/Role/RoleBinding.
+2. The deployer runs *as a pod* with only that Role (hostNetwork + in-cluster config, because
+   the local cluster has no kube-proxy/DNS), rolls the tiny-detector image out, smoke-tests the
+   pods' IPs and prints its DeploymentResult.
+3. From the host, through the API server's port-forward (loopback only), the astronaut photo
+   goes to ``:predict`` and ``/detect``.
+4. A deliberately broken image (its model path does not exist, so the container exits) is
+   deployed: the rollout fails early, is rolled back automatically, and the good version keeps
+   serving.
+
+Needs the infrastructure: ``scripts/infra/up.sh`` (writes ``.state/infra/env.sh``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.integration.test_image import astronaut_jpeg, build_test_image, infra_env, multipart
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NAME = "detector"
+
+
+@pytest.fixture(scope="module")
+def kube():
+    env = infra_env()
+    if not env.get("KUBECONFIG"):
+        pytest.skip("env.sh exports no KUBECONFIG: rerun scripts/infra/up.sh")
+    from detectops.deploy import connect
+
+    return connect(env["KUBECONFIG"])
+
+
+@pytest.fixture(scope="module")
+def namespace(kube):
+    from detectops.deploy import prepare_namespace
+
+    ns = f"detectops-it-{uuid.uuid4().hex[:6]}"
+    prepare_namespace(ns, kube=kube)
+    yield ns
+    kube.core.delete_namespace(ns)
+
+
+@pytest.fixture(scope="module")
+def good_image():
+    return build_test_image(log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def broken_image(good_image):
+    """The good image with its model path pointing nowhere: `detectops serve` exits at start."""
+    from detectops.build import docker_client, push_image
+
+    client = docker_client()
+    tag = f"{good_image.repository}:broken-{good_image.tag}"
+    dockerfile = f"FROM {good_image.pinned}\nENV DETECTOPS_MODEL_DIR=/nonexistent\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="host", rm=True)
+    return push_image(tag, log=lambda _: None)
+
+
+def _run_deployer_pod(kube, namespace: str, image: str, deployer_image: str, timeout_s: int = 420) -> dict:
+    """The deployer pod from include/k8s/serving/deployer-pod.yaml; returns its printed DeploymentResult."""
+    from detectops.deploy import deployer_pod_manifest
+
+    pod = deployer_pod_manifest(deployer_image=deployer_image, image=image, namespace=namespace, name=NAME,
+                                timeout_s=300)
+    container = pod["spec"]["containers"][0]
+    # The library call behind `detectops deploy`, printing the result as the last log line.
+    container["command"] = ["python3", "-c", (
+        "import argparse, json, logging, sys; logging.basicConfig(level='INFO'); "
+        "from detectops.deploy import configure_parser, run_from_args; "
+        "print(json.dumps(run_from_args(configure_parser(argparse.ArgumentParser()).parse_args(sys.argv[1:]))))"
+    ), "deploy"]
+    container["args"] = container["args"][1:] + ["--expect-label", "person"]
+    created = kube.core.create_namespaced_pod(namespace, pod)
+    name = created.metadata.name
+    deadline = time.monotonic() + timeout_s
+    while True:
+        phase = kube.core.read_namespaced_pod(name, namespace).status.phase
+        if phase in ("Succeeded", "Failed"):
+            break
+        assert time.monotonic() < deadline, f"deployer pod {name} still {phase} after {timeout_s}s"
+        time.sleep(3)
+    logs = kube.core.read_namespaced_pod_log(name, namespace)
+    assert phase == "Succeeded", f"deployer pod failed:\n{logs[-3000:]}"
+    return json.loads(logs.strip().splitlines()[-1])
+
+
+def _forwarded(kube, namespace: str):
+    from detectops.deploy.smoke import smoke_targets
+
+    (target,) = smoke_targets(kube, namespace, NAME, 8080, "port-forward")
+    return target
+
+
+def test_deploy_serve_and_roll_back(kube, namespace, good_image, broken_image) -> None:
+    from detectops.deploy import DeploymentRolledBack, deploy
+
+    # -- 2. the deployer pod, with only its namespaced Role, rolls out the good image
+    result = _run_deployer_pod(kube, namespace, good_image.pinned, deployer_image=good_image.pinned)
+    assert result["image"] == good_image.pinned
+    assert result["ready_replicas"] == 1 and result["previous_image"] is None
+    assert "person" in result["smoke"]["labels"]
+    assert result["smoke"]["targets"][0].startswith("http://")  # a pod IP: --smoke-via pods
+
+    dep = kube.apps.read_namespaced_deployment(NAME, namespace)
+    assert dep.metadata.annotations["detectops.io/image-digest"] == good_image.digest
+    good_revision = int(dep.metadata.annotations["deployment.kubernetes.io/revision"])
+
+    # -- 3. from the host: the astronaut through port-forward (loopback only)
+    target = _forwarded(kube, namespace)
+    photo = astronaut_jpeg()
+    body = json.dumps({"instances": [{"b64": base64.b64encode(photo).decode()}]}).encode()
+    status, raw = target.request("POST", "/v1/models/detector:predict", body, {"Content-Type": "application/json"})
+    assert status == 200, raw[:300]
+    (prediction,) = json.loads(raw)["predictions"]
+    assert prediction["num_detections"] == 2 and prediction["detection_classes"][0] == 1
+    form, ctype = multipart(photo)
+    status, raw = target.request("POST", "/detect", form, {"Content-Type": ctype})
+    assert status == 200 and "person" in [d["label"] for d in json.loads(raw)["detections"]]
+
+    # -- 4. a broken image is rolled back automatically; the good one keeps serving
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(DeploymentRolledBack) as err:
+        deploy(broken_image.pinned, namespace, NAME, timeout_s=240, smoke_via="port-forward",
+               kube=kube, log=lines.append)
+    elapsed = time.monotonic() - started
+    assert err.value.reason in ("CrashLoopBackOff", "ContainerExited", "PodFailed", "Error")
+    assert err.value.rolled_back_to is not None and err.value.rolled_back_to.image == good_image.pinned
+    message = str(err.value)
+    assert "/nonexistent" in message  # the container's own log line says why
+    assert f"Rolled back to revision {good_revision}" in message
+    assert elapsed < 200, f"the failure should be caught early, not at the deadline ({elapsed:.0f}s)"
+
+    dep = kube.apps.read_namespaced_deployment(NAME, namespace)
+    assert dep.spec.template.spec.containers[0].image == good_image.pinned
+    assert dep.metadata.annotations["detectops.io/image-digest"] == good_image.digest
+    assert (dep.status.available_replicas or 0) == 1
+    status, raw = _forwarded(kube, namespace).request("POST", "/detect", form, {"Content-Type": ctype})
+    assert status == 200 and "person" in [d["label"] for d in json.loads(raw)["detections"]]
+
+    # -- idempotent: deploying the good image again changes nothing and passes
+    again = deploy(good_image.pinned, namespace, NAME, smoke_via="port-forward", kube=kube, log=lambda _: None)
+    assert again.image == good_image.pinned and again.previous_image == good_image.pinned
