@@ -21,6 +21,7 @@ class DetectorPyfunc(mlflow.pyfunc.PythonModel):
     """``predict(images)`` -> one dict per image: ``boxes`` (normalised ymin, xmin, ymax, xmax), ``classes``, ``scores``.
 
     ``images``: one uint8 H x W x 3 array, a uint8 N x H x W x 3 array, or a list of arrays.
+    All detections are returned (as the SavedModel gives them); filter by score downstream.
     """
 
     def load_context(self, context: Any) -> None:
@@ -33,9 +34,8 @@ class DetectorPyfunc(mlflow.pyfunc.PythonModel):
             images = [model_input]
         else:
             images = list(model_input)
-        min_score = float((params or {}).get("min_score", 0.0))
         out = []
         for image in images:
-            d = self._detector.predict(np.asarray(image)).above(min_score)
+            d = self._detector.predict(np.asarray(image))
             out.append({"boxes": d.boxes.tolist(), "classes": d.classes.tolist(), "scores": d.scores.tolist()})
         return out

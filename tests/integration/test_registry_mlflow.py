@@ -1,0 +1,95 @@
+"""Evaluate -> log -> register -> alias -> load back, against a real MLflow server (tests/support/services.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NAME = "tiny-detector"
+
+
+@pytest.fixture(scope="module")
+def logged(mlflow_server, tmp_path_factory):
+    """The tiny detector evaluated and logged once for the module: ``(result, run_id, tmp)``."""
+    from detectops.evaluate import evaluate_model, log_evaluation
+    from tests.support.fixtures import make_tiny_eval_case
+
+    tmp = tmp_path_factory.mktemp("registry")
+    model_dir, dataset_dir = make_tiny_eval_case(tmp)
+    result = evaluate_model(model_dir, dataset_dir, output_dir=tmp / "report")
+    run_id = log_evaluation(result, experiment="test-evaluation", dag_run_id="manual__test")
+    return result, run_id, tmp
+
+
+def test_evaluation_run_has_params_metrics_artifacts_and_tags(logged):
+    from mlflow import MlflowClient
+
+    result, run_id, _ = logged
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["dataset_sha256"] == result.dataset["sha256"]
+    assert run.data.params["score_threshold"] == "0.0" and run.data.params["code_version"]
+    assert run.data.metrics["AP"] == pytest.approx(result.metrics["AP"])
+    assert run.data.metrics["ap_class/dog"] == pytest.approx(51 / 101)
+    assert "ap_class/cup" not in run.data.metrics  # no ground truth: not logged as 0
+    assert run.data.metrics["latency_p95_ms"] == pytest.approx(result.latency["p95_ms"])
+    assert run.data.tags["dag_run_id"] == "manual__test"
+    files = {f.path for f in MlflowClient().list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/per_class_ap.csv", "evaluation/pr_curves.png", "evaluation/samples.png",
+            "evaluation/coco_results.json"} <= files
+
+
+def test_logging_the_same_evaluation_again_returns_the_same_run(logged):
+    from detectops.evaluate import log_evaluation
+
+    result, run_id, _ = logged
+    assert log_evaluation(result, experiment="test-evaluation", dag_run_id="manual__test") == run_id
+    assert log_evaluation(result, experiment="test-evaluation", dag_run_id="manual__other") != run_id
+
+
+def test_register_alias_reregister_and_load_back(logged, tmp_path):
+    import mlflow
+
+    from detectops.models import Detector
+    from detectops.registry import CHAMPION, download_saved_model, get_alias, get_version_tags, register_model, set_alias, set_version_tag
+
+    result, run_id, _ = logged
+    ref = register_model(result.model, run_id, NAME, dag_run_id="manual__test")
+    assert ref.model_uri == f"models:/{NAME}/{ref.version}"
+    tags = get_version_tags(NAME, ref.version)
+    assert tags["dataset_sha256"] == result.dataset["sha256"]  # taken from the evaluation run
+    assert tags["dag_run_id"] == "manual__test" and tags["code_version"] and len(tags["model_sha256"]) == 64
+
+    # Idempotent: the same SavedModel (same sha256) is the same version, even from another run.
+    assert register_model(result.model, run_id, NAME) == ref
+
+    assert get_alias(NAME, CHAMPION) is None
+    set_alias(NAME, CHAMPION, ref.version)
+    assert get_alias(NAME, CHAMPION) == ref
+    set_version_tag(NAME, ref.version, "image_digest", "sha256:" + "0" * 64)
+    assert get_version_tags(NAME, ref.version)["image_digest"] == "sha256:" + "0" * 64
+
+    saved_model = download_saved_model(f"models:/{NAME}@{CHAMPION}", tmp_path / "download")
+    assert (saved_model / "saved_model.pb").is_file()
+    image = np.zeros((100, 200, 3), np.uint8)
+    original = Detector.load(result.model["path"]).predict(image)
+    downloaded = Detector.load(saved_model).predict(image)
+    np.testing.assert_allclose(downloaded.boxes, original.boxes)
+    assert downloaded.classes.tolist() == original.classes.tolist() == [1, 18]
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}")
+    (out,) = pyfunc.predict(image)
+    assert out["classes"] == [1, 18] and out["scores"] == [pytest.approx(0.9), pytest.approx(0.6)]
+
+
+def test_a_different_model_gets_a_new_version(logged):
+    from detectops.registry import register_model
+    from tests.support.tiny_detector import make_tiny_detector
+
+    result, run_id, tmp = logged
+    other = make_tiny_detector(tmp / "other_model", scores=(0.8, 0.5))
+    first = register_model(result.model, run_id, NAME)
+    second = register_model({"path": str(other), "source": "test", "name": "other"}, run_id + "", NAME)
+    assert int(second.version) == int(first.version) + 1
