@@ -29,6 +29,44 @@ _JPEG_EOI = b"\xff\xd9"
 _PNG_IEND = b"IEND\xaeB`\x82"
 
 
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _fast_header(head: bytes) -> tuple[str, int, int] | None:
+    """``(format, width, height)`` from the first bytes of a baseline JPEG or a PNG, else None.
+
+    PIL's JPEG opener reads marker by marker (dozens of small reads per file); walking the
+    markers of one buffered read is ~10x faster, which matters at thousands of images.
+    Anything unusual returns None and PIL decides.
+    """
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return "PNG", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(head)
+    while i + 4 <= n:
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(head[i + 2:i + 4], "big")
+        if marker in _SOF_MARKERS:
+            if i + 9 > n:
+                return None
+            h = int.from_bytes(head[i + 5:i + 7], "big")
+            w = int.from_bytes(head[i + 7:i + 9], "big")
+            return ("JPEG", w, h) if w and h else None
+        if marker == 0xDA or length < 2:  # start of scan before any frame header: not for us
+            return None
+        i += 2 + length
+    return None
+
+
 def probe_image(path: Path, deep: bool = False) -> tuple[bool, bool, float, float, str]:
     """``(exists, readable, width, height, error)`` of an image file, cheaply.
 
@@ -43,19 +81,24 @@ def probe_image(path: Path, deep: bool = False) -> tuple[bool, bool, float, floa
     except OSError:
         return False, False, nan, nan, "file not found"
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            fmt = im.format
-            if deep:
-                im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        return True, False, nan, nan, f"cannot decode: {e}"[:200]
-    try:
         with open(path, "rb") as f:
+            head = f.read(65536)
             f.seek(max(0, size - 64))
             tail = f.read()
     except OSError as e:
         return True, False, nan, nan, f"cannot read: {e}"[:200]
+    fast = None if deep else _fast_header(head)
+    if fast is not None:
+        fmt, w, h = fast
+    else:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                fmt = im.format
+                if deep:
+                    im.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            return True, False, nan, nan, f"cannot decode: {e}"[:200]
     if fmt == "JPEG" and _JPEG_EOI not in tail:
         return True, False, float(w), float(h), "truncated JPEG (no end-of-image marker)"
     if fmt == "PNG" and not tail.endswith(_PNG_IEND):
@@ -73,6 +116,24 @@ def _num(v: Any) -> float:
         return math.nan
 
 
+def _float_matrix(rows: list[Any], width: int):
+    """``[n, width]`` float64 array; malformed rows (wrong length, non-numbers) become NaN rows."""
+    import numpy as np
+
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+        if arr.shape == (len(rows), width) and not any(
+                isinstance(v, bool) for r in rows[:1] for v in r):  # fast path: all well formed
+            return arr.reshape(len(rows), width)
+    except (TypeError, ValueError):
+        pass
+    out = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        if isinstance(r, (list, tuple)) and len(r) == width:
+            out[i] = [_num(v) for v in r]
+    return out
+
+
 def _int_column(values: list[Any]):
     """An int64 column when every value is an integer, else float64/object (the schema check says so)."""
     import pandas as pd
@@ -86,11 +147,12 @@ def _int_column(values: list[Any]):
     return s
 
 
-def dataset_tables(root: str | os.PathLike[str], deep: bool = False) -> dict[str, Any]:
-    """``{"images", "annotations", "class_counts"}`` DataFrames of the dataset at ``root``."""
+def dataset_tables(root: str | os.PathLike[str] | CocoDataset, deep: bool = False) -> dict[str, Any]:
+    """``{"images", "annotations", "class_counts"}`` DataFrames of the dataset at ``root``
+    (a directory, or an already loaded :class:`CocoDataset`)."""
     import pandas as pd
 
-    ds = CocoDataset.load(root)
+    ds = root if isinstance(root, CocoDataset) else CocoDataset.load(root)
 
     # -- images
     probes = [probe_image(ds.images_dir / str(im.get("file_name", "")), deep=deep)
@@ -110,17 +172,14 @@ def dataset_tables(root: str | os.PathLike[str], deep: bool = False) -> dict[str
 
     # -- annotations, joined to their image's declared size
     anns = ds.annotations
-    bboxes = [a.get("bbox") if isinstance(a.get("bbox"), list) and len(a.get("bbox")) == 4 else [None] * 4
-              for a in anns]
+    boxes = _float_matrix([a.get("bbox") for a in anns], 4)
+    areas = _float_matrix([[a.get("area")] for a in anns], 1)[:, 0]
     annotations = pd.DataFrame({
         "id": _int_column([a.get("id") for a in anns]),
         "image_id": _int_column([a.get("image_id") for a in anns]),
         "category_id": _int_column([a.get("category_id") for a in anns]),
-        "x": pd.Series([_num(b[0]) for b in bboxes], dtype="float64"),
-        "y": pd.Series([_num(b[1]) for b in bboxes], dtype="float64"),
-        "w": pd.Series([_num(b[2]) for b in bboxes], dtype="float64"),
-        "h": pd.Series([_num(b[3]) for b in bboxes], dtype="float64"),
-        "area": pd.Series([_num(a.get("area")) for a in anns], dtype="float64"),
+        "x": boxes[:, 0], "y": boxes[:, 1], "w": boxes[:, 2], "h": boxes[:, 3],
+        "area": areas,
         "iscrowd": _int_column([a.get("iscrowd", 0) for a in anns]),
     }, columns=ANNOTATIONS_COLUMNS[:9])
     sizes = images.drop_duplicates("id").set_index("id")[["width", "height"]]

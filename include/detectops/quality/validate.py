@@ -173,10 +173,11 @@ def validate_dataset(root: str | os.PathLike[str], label_map: Mapping[Any, str] 
     root = Path(root)
     if not isinstance(bounds, Bounds):
         bounds = Bounds.from_dict(bounds)
+    dataset = CocoDataset.load(root)
     if label_map is None:
-        label_map = CocoDataset.load(root).label_map()
+        label_map = dataset.label_map()
     label_map = {int(k): str(v) for k, v in label_map.items()}
-    tables = dataset_tables(root, deep=deep)
+    tables = dataset_tables(dataset, deep=deep)
     t1 = time.perf_counter()
     results = run_suites(tables, label_map, bounds)
     t2 = time.perf_counter()
