@@ -36,7 +36,7 @@ if [ -z "$tree" ]; then
   tree="$(find "$SRC" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)"
 fi
 
-export GOPATH="$SRC/gopath" GO111MODULE=off CGO_ENABLED=0 GOFLAGS= GOCACHE="$SRC/gocache"
+export GOPATH="$SRC/gopath" GO111MODULE=off CGO_ENABLED=0 GOFLAGS='' GOCACHE="$SRC/gocache"
 mkdir -p "$GOPATH/src/k8s.io"
 ln -sfn "$tree" "$GOPATH/src/k8s.io/kubernetes"
 cd "$GOPATH/src/k8s.io/kubernetes"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared helpers for scripts/infra/*.sh (sourced, not run).
-# Everything lives under $STATE (DETECTOPS_INFRA_DIR, default $REPO/.state/infra).
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
+# Everything lives under $STATE (DETECTOPS_INFRA_DIR, default $DETECTOPS_HOME/infra, i.e. $REPO/.state/infra).
 
 INFRA_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$INFRA_SCRIPTS/../.." && pwd)"
@@ -12,7 +13,7 @@ DOCKER_SOCK="$STATE/docker.sock"
 export DOCKER_HOST="unix://$DOCKER_SOCK"
 # The k8s binaries' source (prebuilt, xz + SHA256SUMS) and version.
 K8S_VERSION="v1.20.2"
-K8S_PREBUILT="${DETECTOPS_K8S_PREBUILT:-$REPO/../shared/cache/kubernetes-$K8S_VERSION}"
+K8S_PREBUILT="$(realpath -m "${DETECTOPS_K8S_PREBUILT:-$REPO/../shared/cache/kubernetes-$K8S_VERSION}")"
 K8S_BIN="$STATE/cache/kubernetes-$K8S_VERSION/bin"
 
 log()  { printf '[infra %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
