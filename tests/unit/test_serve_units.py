@@ -124,6 +124,19 @@ def test_decode_image_refuses_too_many_pixels_before_decoding():
     assert err.value.status == 413 and "3000x2000" in err.value.message
 
 
+def test_large_jpeg_is_decoded_at_reduced_scale_but_reports_its_size():
+    big = _noisy("JPEG", w=2200, h=1400)
+    kw = dict(max_bytes=10**7, max_pixels=10**7)
+    full = decode_image(big, **kw)
+    fast = decode_image(big, target_size=(512, 512), **kw)
+    assert full.pixels.shape == (1400, 2200, 3) and full.original_size is None
+    assert fast.pixels.shape == (700, 1100, 3)  # 1/2 scale: 1/4 would be below 512
+    assert (fast.width, fast.height) == (2200, 1400)
+    # Small images and PNGs are decoded as they are.
+    assert decode_image(_noisy("JPEG", 900, 600), target_size=(512, 512), **kw).pixels.shape == (600, 900, 3)
+    assert decode_image(_noisy("PNG", 1200, 1100), target_size=(512, 512), **kw).pixels.shape == (1100, 1200, 3)
+
+
 def test_decode_base64_and_instances():
     data = _jpeg()
     assert decode_base64(base64.b64encode(data).decode()) == data

@@ -28,7 +28,6 @@ The model loads in a background thread at start-up: ``/healthz`` answers at once
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -36,8 +35,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,278 +49,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from detectops import __version__
 from detectops.serve import schemas
 from detectops.serve.config import ServeConfigError, ServeSettings
-from detectops.serve.engine import DetectorLike, EngineStopped, InferenceEngine
-from detectops.serve.errors import RequestError, bad_request, too_large
-from detectops.serve.imageio import DecodedImage, decode_image, decode_instance
+from detectops.serve.errors import RequestError
+from detectops.serve.imageio import DecodedImage, decode_image
 from detectops.serve.metrics import CONTENT_TYPE, ServeMetrics
 from detectops.serve.predlog import PredictionLog
+from detectops.serve.processing import (
+    INPUT_NAME,
+    SIGNATURE,
+    build_detect_response,
+    build_predict_response,
+    parse_predict_body,
+)
+from detectops.serve.state import Loader, ServiceState, default_loader, resolve_model_dir
 
 log = logging.getLogger("detectops.serve")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-INPUT_NAME = "input_tensor"
-SIGNATURE = "serving_default"
-
-Loader = Callable[[Path], DetectorLike]
-
-
-# -- model directory ------------------------------------------------------------------------
-def resolve_model_dir(model_dir: Path, version: str | None = None) -> tuple[Path, str]:
-    """The SavedModel to serve and its version.
-
-    ``model_dir`` is a SavedModel (``saved_model.pb`` inside) or a TF-Serving base directory
-    with numbered versions (``base/1/saved_model.pb``, ...): the requested ``version`` or the
-    highest is served. A SavedModel's version is ``version``, else its directory name if it
-    is a number, else ``"1"``.
-    """
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ServeConfigError(
-            f"DETECTOPS_MODEL_DIR={model_dir} does not exist or is not a directory; "
-            "point it at a detector SavedModel (e.g. the path `detectops fetch-model` printed)."
-        )
-    if (model_dir / "saved_model.pb").is_file():
-        if version is None:
-            version = model_dir.name if model_dir.name.isdigit() else "1"
-        return model_dir, str(version)
-    versions = sorted(
-        (int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
-    )
-    if not versions:
-        raise ServeConfigError(
-            f"{model_dir} holds no SavedModel (no saved_model.pb, no numbered version directories); "
-            "point DETECTOPS_MODEL_DIR at a detector SavedModel."
-        )
-    if version is not None:
-        if not str(version).isdigit() or int(version) not in versions:
-            raise ServeConfigError(
-                f"version {version} is not in {model_dir} (versions there: {versions}); "
-                "fix DETECTOPS_MODEL_VERSION or unset it to serve the newest."
-            )
-        chosen = int(version)
-    else:
-        chosen = versions[-1]
-    return model_dir / str(chosen), str(chosen)
-
-
-def _default_loader(path: Path) -> DetectorLike:
-    from detectops.models.detector import Detector
-
-    return Detector.load(path)
-
-
-# -- state ----------------------------------------------------------------------------------
-@dataclass
-class ServiceState:
-    """Everything a request handler needs; lives on ``app.state.service``."""
-
-    settings: ServeSettings
-    metrics: ServeMetrics
-    predlog: PredictionLog
-    version: str
-    model_path: Path | None = None
-    state: str = "START"  # TF Serving's ModelVersionState: START, LOADING, AVAILABLE, END
-    error: str | None = None
-    warmup_seconds: float | None = None
-    engine: InferenceEngine | None = None
-    label_map: dict[int, str] = field(default_factory=dict)
-    pool: ThreadPoolExecutor | None = None
-    loaded: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def ready(self) -> bool:
-        return self.state == "AVAILABLE" and self.engine is not None
-
-    def load(self, loader: Loader) -> None:
-        """Load, start the engine, warm up. Runs in a background thread at start-up."""
-        self.state = "LOADING"
-        t0 = time.perf_counter()
-        try:
-            if self.settings.model_dir is None:
-                raise ServeConfigError("No model to serve: set DETECTOPS_MODEL_DIR to a detector SavedModel.")
-            self.model_path, self.version = resolve_model_dir(self.settings.model_dir, self.settings.model_version)
-            self.metrics.model_info.info({"name": self.settings.model_name, "version": self.version,
-                                          "path": str(self.model_path), "detectops": __version__})
-            detector = loader(self.model_path)
-            self.label_map = {int(k): str(v) for k, v in (getattr(detector, "label_map", None) or {}).items()}
-            engine = InferenceEngine(
-                detector,
-                max_batch_size=self.settings.max_batch_size,
-                max_wait_ms=self.settings.batch_wait_ms,
-                max_queue=self.settings.max_queue,
-                on_batch=self.metrics.observe_batch,
-            ).start()
-            self.warmup_seconds = round(engine.warm_up(), 4)
-            self.engine = engine
-            self.state = "AVAILABLE"
-            self.metrics.model_ready.set(1)
-            self.metrics.model_load_seconds.set(time.perf_counter() - t0)
-            log.info("model %s version %s loaded from %s in %.1fs (warm-up %.3fs)", self.settings.model_name,
-                     self.version, self.model_path, time.perf_counter() - t0, self.warmup_seconds)
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz and the model status
-            self.state = "END"
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error("model failed to load: %s", self.error)
-        finally:
-            self.loaded.set()
-
-    def require_engine(self) -> InferenceEngine:
-        if self.engine is None or not self.ready:
-            if self.state == "END":
-                raise RequestError(503, "model_failed", f"the model failed to load: {self.error}")
-            raise EngineStopped()
-        return self.engine
-
-    def check_model(self, name: str, version: str | None = None) -> None:
-        if name != self.settings.model_name:
-            raise RequestError(404, "model_not_found",
-                               f"model {name!r} is not served here; this server serves "
-                               f"{self.settings.model_name!r} (GET /v1/models/{self.settings.model_name})")
-        if version is not None and version != self.version:
-            raise RequestError(404, "version_not_found",
-                               f"version {version!r} of model {name!r} is not served here; "
-                               f"the served version is {self.version!r}")
-
-    def model_status(self) -> dict[str, Any]:
-        code, msg = ("OK", "") if self.state != "END" else ("UNKNOWN", self.error or "load failed")
-        return {"model_version_status": [
-            {"version": self.version, "state": self.state, "status": {"error_code": code, "error_message": msg}}
-        ]}
-
-
-# -- request processing (runs in the thread pool) -------------------------------------------
-def parse_predict_body(body: bytes, settings: ServeSettings) -> tuple[list[DecodedImage], bool]:
-    """Validate a TF-Serving predict body and decode its images; ``(images, columnar)``."""
-    if not body.strip():
-        raise bad_request("empty_body", 'the request body is empty; send JSON {"instances": [{"b64": "..."}]}')
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request("malformed_json", f"the body is not valid JSON ({exc}); "
-                          'send {"instances": [{"b64": "<base64 image>"}]}') from None
-    if not isinstance(payload, dict):
-        raise bad_request("invalid_request", f'the body must be a JSON object with "instances", '
-                          f"got {type(payload).__name__}")
-    sig = payload.get("signature_name")
-    if sig not in (None, "", SIGNATURE):
-        raise bad_request("unknown_signature", f"signature {sig!r} does not exist; the only one is {SIGNATURE!r}")
-    columnar = "instances" not in payload and "inputs" in payload
-    if "instances" in payload and "inputs" in payload:
-        raise bad_request("invalid_request", 'send either "instances" or "inputs", not both')
-    items = payload.get("instances") if not columnar else payload.get("inputs")
-    if items is None:
-        raise bad_request("missing_instances", 'the body has no "instances" (or "inputs") list; '
-                          'send {"instances": [{"b64": "<base64 image>"}]}')
-    if columnar and isinstance(items, dict):
-        if INPUT_NAME in items:
-            items = items[INPUT_NAME]
-        elif "b64" in items:
-            items = [items]
-        else:
-            raise bad_request("missing_instances", f'"inputs" must be a list or {{"{INPUT_NAME}": [...]}}')
-        if isinstance(items, dict):  # {"input_tensor": {"b64": ...}}
-            items = [items]
-    if not isinstance(items, list):
-        raise bad_request("invalid_request", f'"instances" must be a list, got {type(items).__name__}')
-    if not items:
-        raise bad_request("missing_instances", '"instances" is empty; send at least one image')
-    if len(items) > settings.max_instances:
-        raise too_large("too_many_instances", f"{len(items)} instances in one request; the limit is "
-                        f"{settings.max_instances} (DETECTOPS_MAX_INSTANCES): split the request")
-    images = []
-    for i, item in enumerate(items):
-        try:
-            images.append(decode_instance(item, max_bytes=settings.max_image_bytes,
-                                          max_pixels=settings.max_image_pixels, input_name=INPUT_NAME))
-        except RequestError as exc:
-            raise exc.for_instance(i) from None
-    return images, columnar
-
-
-def _raw_prediction(d: Any) -> dict[str, Any]:
-    return {
-        "detection_boxes": d.boxes.astype(float).round(5).tolist(),
-        "detection_classes": [int(c) for c in d.classes],
-        "detection_scores": d.scores.astype(float).round(5).tolist(),
-        "num_detections": int(len(d.scores)),
-    }
-
-
-def _labelled(d: Any, img: DecodedImage, min_score: float, label_map: dict[int, str]) -> list[dict[str, Any]]:
-    rows = []
-    h, w = img.height, img.width
-    for box, c, s in zip(d.boxes, d.classes, d.scores):
-        if s < min_score:
-            continue
-        ymin, xmin, ymax, xmax = (float(v) for v in box)
-        rows.append({
-            "label": label_map.get(int(c), f"class {int(c)}"),
-            "class_id": int(c),
-            "score": round(float(s), 4),
-            "box": {"xmin": round(xmin * w, 1), "ymin": round(ymin * h, 1),
-                    "xmax": round(xmax * w, 1), "ymax": round(ymax * h, 1)},
-            "box_normalized": {"ymin": round(ymin, 5), "xmin": round(xmin, 5),
-                               "ymax": round(ymax, 5), "xmax": round(xmax, 5)},
-        })
-    return rows
-
-
-def _record(svc: ServiceState, endpoint: str, request_id: str, index: int, img: DecodedImage, d: Any,
-            min_score: float, started: float) -> None:
-    """Metrics + prediction-log record of one image (thread pool; never raises)."""
-    try:
-        keep = d.scores >= min_score
-        scores = [round(float(s), 4) for s in d.scores[keep]]
-        classes = [int(c) for c in d.classes[keep]]
-        brightness = img.mean_brightness()
-        svc.metrics.observe_detections(endpoint, scores,
-                                       [svc.label_map.get(c, f"class {c}") for c in classes], brightness)
-        svc.predlog.write({
-            "time": datetime.now(timezone.utc).isoformat(),
-            "request_id": request_id,
-            "endpoint": endpoint,
-            "model_name": svc.settings.model_name,
-            "model_version": svc.version,
-            "instance": index,
-            "width": img.width,
-            "height": img.height,
-            "format": img.format,
-            "mean_brightness": brightness,
-            "min_score": min_score,
-            "num_detections": len(scores),
-            "scores": scores,
-            "classes": classes,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-        })
-    except Exception:  # noqa: BLE001 - monitoring must never fail a request
-        log.exception("could not record prediction")
-
-
-def build_predict_response(svc: ServiceState, request_id: str, images: list[DecodedImage], results: list[Any],
-                           columnar: bool, endpoint: str, started: float) -> bytes:
-    preds = [_raw_prediction(d) for d in results]
-    for i, (img, d) in enumerate(zip(images, results)):
-        _record(svc, endpoint, request_id, i, img, d, svc.settings.min_score, started)
-    if columnar:
-        body: dict[str, Any] = {"outputs": {k: [p[k] for p in preds] for k in schemas.Prediction.model_fields}}
-    else:
-        body = {"predictions": preds}
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def build_detect_response(svc: ServiceState, request_id: str, img: DecodedImage, d: Any, min_score: float,
-                          started: float) -> bytes:
-    rows = _labelled(d, img, min_score, svc.label_map)
-    _record(svc, "/detect", request_id, 0, img, d, min_score, started)
-    body = {
-        "model": {"name": svc.settings.model_name, "version": svc.version},
-        "image": {"width": img.width, "height": img.height, "format": img.format},
-        "min_score": min_score,
-        "num_detections": len(rows),
-        "detections": rows,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 # -- ASGI middleware: request metrics and the body-size limit -------------------------------
@@ -461,7 +202,7 @@ def create_app(settings: ServeSettings | None = None, *, loader: Loader | None =
     async def lifespan(_: FastAPI):
         svc.pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="detectops-decode")
         predlog.start()
-        threading.Thread(target=svc.load, args=(loader or _default_loader,), name="detectops-load",
+        threading.Thread(target=svc.load, args=(loader or default_loader,), name="detectops-load",
                          daemon=True).start()
         try:
             yield
@@ -550,7 +291,7 @@ def create_app(settings: ServeSettings | None = None, *, loader: Loader | None =
         svc.check_model(name, version)
         svc.require_engine()  # 503 before reading and decoding the body
         body = await request.body()
-        images, columnar = await in_pool(parse_predict_body, body, settings)
+        images, columnar = await in_pool(parse_predict_body, body, settings, svc.input_size)
         results = await infer(images)
         request_id = uuid.uuid4().hex
         endpoint = "/v1/models/{name}:predict"
@@ -592,7 +333,7 @@ def create_app(settings: ServeSettings | None = None, *, loader: Loader | None =
         svc.require_engine()
         data = await file.read()
         img = await in_pool(partial(decode_image, max_bytes=settings.max_image_bytes,
-                                    max_pixels=settings.max_image_pixels), data)
+                                    max_pixels=settings.max_image_pixels, target_size=svc.input_size), data)
         (d,) = await infer([img])
         request_id = uuid.uuid4().hex
         score = settings.min_score if min_score is None else min_score
