@@ -95,8 +95,7 @@ def validate_table_with_gx(dataset: dict, table: str, context: dict) -> dict:
     from great_expectations_provider.common.errors import GXValidationFailed
     from great_expectations_provider.operators.validate_dataframe import GXValidateDataFrameOperator
 
-    from detectops.quality.gx_operators import make_dataframe_loader, make_expectations
-    from detectops.quality.validate import describe_failures
+    from detectops.quality.gx_operators import make_dataframe_loader, make_expectations, result_format_for, summarize_gx_result
     from detectops.settings import work_dir
 
     report_dir = work_dir() / "validation" / _safe(context["run_id"]) / _safe(dataset["sha256"][:12])
@@ -106,11 +105,11 @@ def validate_table_with_gx(dataset: dict, table: str, context: dict) -> dict:
     operator = GXValidateDataFrameOperator(
         task_id=f"gx_{table}",
         configure_dataframe=make_dataframe_loader(dataset["path"], table),
-        configure_expectations=make_expectations(table, dataset["path"]),
-        result_format="COMPLETE",
+        configure_expectations=make_expectations(table, dataset_dir=dataset["path"]),
+        result_format=result_format_for(table),
     )
-    # The operator hands its result to ti.xcom_push; capture it rather than push the
-    # COMPLETE result (every unexpected row) into the metadata DB.
+    # The operator hands its result to ti.xcom_push; capture it to write the report and
+    # return a small record instead (this task's XCom stays small).
     captured = _XComCapture()
     try:
         operator.execute({**context, "ti": captured})
@@ -123,7 +122,7 @@ def validate_table_with_gx(dataset: dict, table: str, context: dict) -> dict:
         from detectops.errors import DataValidationError
 
         raise DataValidationError(
-            f"dataset {dataset['path']} failed its '{table}' checks:\n{describe_failures(result)}\n"
+            f"dataset {dataset['path']} failed its '{table}' checks:\n{summarize_gx_result(result, table)}\n"
             f"Full report: {report_path}. Fix the dataset (or its annotations) and trigger the run again."
         ) from failure
     return {"table": table, "success": True, "report": str(report_path)}

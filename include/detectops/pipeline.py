@@ -53,7 +53,6 @@ def evaluate_and_log(
     from detectops.evaluate import evaluate_model, log_evaluation
 
     result = evaluate_model(model, dataset["path"], display_threshold=score_threshold, dataset_name=dataset["name"])
-    reports = [v["report"] for v in validation or [] if v.get("report")]
     run_id = log_evaluation(
         result,
         experiment=experiment,
@@ -62,14 +61,25 @@ def evaluate_and_log(
         params={"score_threshold": score_threshold},
         dag_run_id=dag_run_id,
         tracking_uri=tracking_uri,
-        extra_artifacts={"data_validation": reports},
     )
+    _log_validation_reports(run_id, validation or [], tracking_uri)
     return {
         "run_id": run_id,
         "metrics": dict(result.metrics),
         "latency": dict(result.latency),
         "num_images": result.num_images,
     }
+
+
+def _log_validation_reports(run_id: str, validation: list[dict[str, Any]], tracking_uri: str | None) -> None:
+    """Attach the data-validation reports to the evaluation run, so the metrics and the
+    checks of the data they came from are read in one place."""
+    from detectops.evaluate.mlflow_log import connect
+
+    client = connect(tracking_uri)
+    for item in validation:
+        if item.get("report"):
+            client.log_artifact(run_id, item["report"], artifact_path="data_validation")
 
 
 def register_model(

@@ -61,22 +61,22 @@ def test_provider_operator_pass_and_fail(dataset):
     assert f"expect_column_values_to_be_between column 'x_overflow': 1 bad row(s); e.g. x_overflow=22.0, id={bad_id}" in msg
 
 
-def test_deferred_operator_loads_at_run_time(dataset, tmp_path):
-    from great_expectations_provider.common.errors import GXValidationFailed
+def test_dag_task_runs_the_provider_operator_and_names_failures(dataset, tmp_path, monkeypatch):
+    """``validate_table_with_gx`` (what the DAGs' validate_data task runs) passes good data,
+    writes the GX result as a report, and fails bad data with the expectation and example rows."""
+    from detectops.errors import DataValidationError
+    from detectops.orchestration import validate_table_with_gx
 
-    from detectops.quality.airflow import DatasetGXValidateOperator
+    monkeypatch.setenv("DETECTOPS_WORK", str(tmp_path / "work"))
+    ref = CocoDataset.load(dataset).ref().to_dict()
+    out = validate_table_with_gx(ref, "images", {"run_id": "manual__1"})
+    assert out["success"] is True
+    assert json.loads(open(out["report"]).read())["success"] is True
 
-    missing = tmp_path / "not-yet"
-    op = DatasetGXValidateOperator(task_id="validate_images", dataset_dir=str(missing), table="images")
-    assert "dataset_dir" in op.template_fields  # constructing it read nothing
-    op.dataset_dir = str(dataset)  # what templating does at run time
-    ti = _TI()
-    op.execute({"ti": ti})
-    assert ti.xcom["return_value"]["success"] is True
-
-    op = DatasetGXValidateOperator(task_id="validate_images", dataset_dir=str(dataset), table="images",
-                                   bounds={"max_image_side": 32})
-    ti = _TI()
-    with pytest.raises(GXValidationFailed):
-        op.execute({"ti": ti})
-    assert "column 'width'" in summarize_gx_result(ti.xcom["return_value"], "images")
+    ds = CocoDataset.load(dataset)
+    ds.annotations[0]["category_id"] = 999
+    ds.save()
+    ref = CocoDataset.load(dataset).ref().to_dict()
+    with pytest.raises(DataValidationError, match="category_id") as err:
+        validate_table_with_gx(ref, "annotations", {"run_id": "manual__2"})
+    assert "999" in str(err.value) and "Full report" in str(err.value)

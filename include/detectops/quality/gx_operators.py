@@ -9,9 +9,9 @@ build both from a dataset directory and a table name, so the DAG runs the same s
 
 Nothing heavy is imported here at module level.
 
-Note: the provider's operator calls ``configure_dataframe()`` in its ``__init__``, i.e. when
-the DAG file is parsed. Use :class:`detectops.quality.airflow.DatasetGXValidateOperator`
-(a thin subclass that loads at run time, with a templated ``dataset_dir``) in DAGs.
+Note: the provider's operator calls ``configure_dataframe()`` in its ``__init__``, and its
+module imports great_expectations; DAGs therefore build it at task run time
+(:func:`detectops.orchestration.validate_table_with_gx`), never at parse time.
 """
 
 from __future__ import annotations
