@@ -19,7 +19,11 @@ def logged(mlflow_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("registry")
     model_dir, dataset_dir = make_tiny_eval_case(tmp)
     result = evaluate_model(model_dir, dataset_dir, output_dir=tmp / "report")
-    run_id = log_evaluation(result, experiment="test-evaluation", dag_run_id="manual__test")
+    report = tmp / "validation.json"
+    report.write_text('{"success": true}')
+    run_id = log_evaluation(
+        result, experiment="test-evaluation", dag_run_id="manual__test", extra_artifacts={"data_validation": [report]},
+    )
     return result, run_id, tmp
 
 
@@ -39,6 +43,7 @@ def test_evaluation_run_has_params_metrics_artifacts_and_tags(logged):
     files = {f.path for f in MlflowClient().list_artifacts(run_id, "evaluation")}
     assert {"evaluation/per_class_ap.csv", "evaluation/pr_curves.png", "evaluation/samples.png",
             "evaluation/coco_results.json"} <= files
+    assert [f.path for f in MlflowClient().list_artifacts(run_id, "data_validation")] == ["data_validation/validation.json"]
 
 
 def test_logging_the_same_evaluation_again_returns_the_same_run(logged):
@@ -53,13 +58,15 @@ def test_register_alias_reregister_and_load_back(logged, tmp_path):
     import mlflow
 
     from detectops.models import Detector
-    from detectops.registry import CHAMPION, download_saved_model, get_alias, get_version_tags, register_model, set_alias, set_version_tag
+    from detectops.registry import (
+        CHAMPION, download_saved_model, get_alias, get_version_tags, record_image, register_model, set_alias, set_version_tag,
+    )
 
     result, run_id, _ = logged
-    ref = register_model(result.model, run_id, NAME, dag_run_id="manual__test")
+    ref = register_model(result.model, run_id, NAME, dataset=result.dataset, dag_run_id="manual__test")
     assert ref.model_uri == f"models:/{NAME}/{ref.version}"
     tags = get_version_tags(NAME, ref.version)
-    assert tags["dataset_sha256"] == result.dataset["sha256"]  # taken from the evaluation run
+    assert tags["dataset_sha256"] == result.dataset["sha256"] and tags["dataset_name"] == "tiny_dataset"
     assert tags["dag_run_id"] == "manual__test" and tags["code_version"] and len(tags["model_sha256"]) == 64
 
     # Idempotent: the same SavedModel (same sha256) is the same version, even from another run.
@@ -68,8 +75,12 @@ def test_register_alias_reregister_and_load_back(logged, tmp_path):
     assert get_alias(NAME, CHAMPION) is None
     set_alias(NAME, CHAMPION, ref.version)
     assert get_alias(NAME, CHAMPION) == ref
-    set_version_tag(NAME, ref.version, "image_digest", "sha256:" + "0" * 64)
-    assert get_version_tags(NAME, ref.version)["image_digest"] == "sha256:" + "0" * 64
+    digest = "sha256:" + "0" * 64
+    record_image(NAME, ref.version, {"repository": "127.0.0.1:5000/detectops/detector", "tag": "v1", "digest": digest})
+    set_version_tag(NAME, ref.version, "smoke_test", "passed")
+    tags = get_version_tags(NAME, ref.version)
+    assert tags["image_digest"] == digest and tags["image"] == f"127.0.0.1:5000/detectops/detector@{digest}"
+    assert tags["smoke_test"] == "passed"
 
     saved_model = download_saved_model(f"models:/{NAME}@{CHAMPION}", tmp_path / "download")
     assert (saved_model / "saved_model.pb").is_file()
@@ -85,11 +96,13 @@ def test_register_alias_reregister_and_load_back(logged, tmp_path):
 
 
 def test_a_different_model_gets_a_new_version(logged):
-    from detectops.registry import register_model
+    from detectops.registry import get_version_tags, register_model
     from tests.support.tiny_detector import make_tiny_detector
 
     result, run_id, tmp = logged
     other = make_tiny_detector(tmp / "other_model", scores=(0.8, 0.5))
     first = register_model(result.model, run_id, NAME)
-    second = register_model({"path": str(other), "source": "test", "name": "other"}, run_id + "", NAME)
+    second = register_model({"path": str(other), "source": "test", "name": "other"}, run_id, NAME)
     assert int(second.version) == int(first.version) + 1
+    # Without a dataset argument the lineage comes from the evaluation run's params.
+    assert get_version_tags(NAME, second.version)["dataset_sha256"] == result.dataset["sha256"]

@@ -35,7 +35,7 @@ def test_latency_and_references_are_recorded(evaluated):
     assert 0 < result.latency["p50_ms"] <= result.latency["p95_ms"]
     assert result.latency["throughput_ips"] > 0
     assert result.dataset["num_images"] == 2 and len(result.dataset["sha256"]) == 64
-    assert result.model["path"].endswith("tiny_model")
+    assert result.model["path"].endswith("tiny_model") and len(result.model["sha256"]) == 64
 
 
 def test_artifacts_are_written_and_readable(evaluated):

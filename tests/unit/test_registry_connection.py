@@ -83,3 +83,16 @@ def test_evaluation_metrics_leave_out_undefined_and_prefix_classes():
     assert metrics["ap_class/person"] == 0.75 and metrics["ap_class/hot dog"] == 0.25 and "ap_class/cup" not in metrics
     assert metrics["latency_p95_ms"] == 70.0 and metrics["throughput_ips"] == 16.0 and metrics["num_images"] == 5.0
     assert metric_key("a+b(c)") == "a_b_c_"
+
+
+def test_missing_extra_artifact_fails_before_anything_is_logged(tmp_path):
+    from detectops.evaluate import EvaluationResult, log_evaluation
+
+    result = EvaluationResult(
+        metrics={}, per_class_ap={}, per_class_ap50={}, latency={}, num_images=0, num_detections=0,
+        score_threshold=0.0, model={}, dataset={}, output_dir=str(tmp_path),
+    )
+    # The unreachable URI would raise ServiceUnavailableError: the path check comes first.
+    with pytest.raises(FileNotFoundError, match="nothing was logged"):
+        log_evaluation(result, experiment="x", extra_artifacts={"data_validation": [tmp_path / "nope.json"]},
+                       tracking_uri="http://127.0.0.1:1")

@@ -61,18 +61,15 @@ class EvaluationResult:
 
 
 def _model_info(model: Any) -> dict[str, Any]:
-    """A ModelRef-like dict for ``model``: a ``ModelRef``, its dict, a SavedModel path, or a source name.
+    """A ``ModelRef`` dict for ``model``: a ``ModelRef``, its dict, or anything ``fetch_model`` accepts.
 
-    A string that is not an existing directory is a model source (``centernet``, a zoo name,
-    ``models:/NAME@champion``) and is fetched with ``detectops.models.fetch_model``.
+    A SavedModel directory, ``centernet``, a zoo name, ``models:/NAME@champion`` ... are all
+    resolved by ``detectops.models.fetch_model`` (which verifies the contract and hashes it).
     """
     if hasattr(model, "to_dict"):
         return dict(model.to_dict())
     if isinstance(model, dict):
         return dict(model)
-    path = Path(model)
-    if path.is_dir():
-        return {"path": str(path.resolve()), "source": str(path), "name": path.name}
     from detectops.models import fetch_model
 
     return dict(fetch_model(str(model)).to_dict())

@@ -15,6 +15,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from detectops import settings
@@ -126,6 +127,18 @@ def evaluation_params(result: Any, model: dict[str, Any], dataset: dict[str, Any
     return {k: str(v) for k, v in params.items() if v is not None}
 
 
+def _extra_artifact_paths(extra: dict[str, Any] | None) -> list[tuple[str, Path]]:
+    """Flatten ``{dir: path | [paths]}``; a missing path is an error before anything is logged."""
+    out = []
+    for artifact_dir, paths in (extra or {}).items():
+        for p in [paths] if isinstance(paths, (str, Path)) else list(paths):
+            path = Path(p)
+            if not path.exists():
+                raise FileNotFoundError(f"artifact {path} (for {artifact_dir}/) does not exist; nothing was logged")
+            out.append((artifact_dir, path))
+    return out
+
+
 def log_evaluation(
     result: Any,
     *,
@@ -136,6 +149,7 @@ def log_evaluation(
     tags: dict[str, Any] | None = None,
     run_name: str | None = None,
     dag_run_id: str | None = None,
+    extra_artifacts: dict[str, Any] | None = None,
     tracking_uri: str | None = None,
 ) -> str:
     """Log ``result`` (an ``EvaluationResult``) as one MLflow run; return its run id.
@@ -144,6 +158,8 @@ def log_evaluation(
     a finished run of the same evaluation (same model sha256, dataset hash, code version,
     score threshold and DAG run) in the same experiment is returned instead of logging a
     duplicate. A run that fails half-way is marked FAILED, and the next call logs afresh.
+    ``extra_artifacts``: ``{artifact_dir: path or [paths]}`` (files or directories) logged too,
+    e.g. ``{"data_validation": [report.json]}``.
     """
     model = _as_dict(model_ref) or dict(result.model)
     dataset = _as_dict(dataset_ref) or dict(result.dataset)
@@ -154,6 +170,7 @@ def log_evaluation(
                   "code": code_version, "params": all_params, "dag_run_id": dag_run_id}
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:32]
 
+    extras = _extra_artifact_paths(extra_artifacts)
     client = connect(tracking_uri)
     from mlflow.entities import Metric, Param
 
@@ -188,6 +205,11 @@ def log_evaluation(
             params=[Param(k, v[:6000]) for k, v in all_params.items()],
         )
         client.log_artifacts(run_id, result.output_dir, artifact_path="evaluation")
+        for artifact_dir, path in extras:
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path=f"{artifact_dir}/{path.name}")
+            else:
+                client.log_artifact(run_id, str(path), artifact_path=artifact_dir)
         client.set_tag(run_id, "detectops.output_dir", result.output_dir)
     except BaseException:
         client.set_terminated(run_id, "FAILED")

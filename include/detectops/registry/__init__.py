@@ -18,6 +18,7 @@ from detectops.registry.models import (
     get_alias,
     get_version_tags,
     log_pyfunc_model,
+    record_image,
     register_model,
     set_alias,
     set_version_tag,
@@ -25,5 +26,5 @@ from detectops.registry.models import (
 
 __all__ = [
     "CHALLENGER", "CHAMPION", "RegisteredModelRef", "delete_alias", "download_saved_model", "find_version_by_sha",
-    "get_alias", "get_version_tags", "log_pyfunc_model", "register_model", "set_alias", "set_version_tag",
+    "get_alias", "get_version_tags", "log_pyfunc_model", "record_image", "register_model", "set_alias", "set_version_tag",
 ]

@@ -128,6 +128,7 @@ def register_model(
     name: str,
     tags: dict[str, Any] | None = None,
     *,
+    dataset: Any = None,
     dataset_sha256: str | None = None,
     dag_run_id: str | None = None,
     tracking_uri: str | None = None,
@@ -137,14 +138,16 @@ def register_model(
     Logs the pyfunc model into the run first (once). Idempotent: if a version of ``name``
     already has this SavedModel's sha256, that version is returned and nothing is created.
     Lineage tags: ``model_sha256``, ``model_source``, ``model_name``, ``model_version``,
-    ``dataset_sha256`` (default: the run's ``dataset_sha256`` param), ``code_version``,
-    ``dag_run_id``, plus ``tags``.
+    ``dataset_sha256`` and ``dataset_name`` (from ``dataset``, a ``DatasetRef`` or its dict;
+    else the run's ``dataset_sha256`` param), ``code_version``, ``dag_run_id``, plus ``tags``.
     """
     model = _model_dict(model_ref)
     existing = find_version_by_sha(name, model["sha256"], tracking_uri=tracking_uri)
     if existing is not None:
         return existing
     client = connect(tracking_uri)
+    data = dict(dataset.to_dict()) if hasattr(dataset, "to_dict") else dict(dataset or {})
+    dataset_sha256 = dataset_sha256 or data.get("sha256")
     if dataset_sha256 is None:
         dataset_sha256 = client.get_run(run_id).data.params.get("dataset_sha256")
     lineage = {
@@ -153,6 +156,7 @@ def register_model(
         "model_name": model.get("name"),
         "model_version": model.get("version"),
         "dataset_sha256": dataset_sha256,
+        "dataset_name": data.get("name"),
         "code_version": settings.code_version(),
         "dag_run_id": dag_run_id,
         **(tags or {}),
@@ -191,6 +195,25 @@ def delete_alias(name: str, alias: str, *, tracking_uri: str | None = None) -> N
 def set_version_tag(name: str, version: str | int, key: str, value: Any, *, tracking_uri: str | None = None) -> None:
     """Tag one model version (e.g. ``image_digest`` once the serving image is built)."""
     connect(tracking_uri).set_model_version_tag(name, str(version), key, str(value))
+
+
+def record_image(name: str, version: str | int, image: Any, *, tracking_uri: str | None = None) -> None:
+    """Record the serving image of a version: ``image_digest``, ``image_repository``, ``image_tag``, ``image``.
+
+    ``image``: an ``ImageRef`` (``repository``, ``tag``, ``digest``) or its dict. ``image`` is the
+    pinned reference ``repository@digest`` that deployments run.
+    """
+    d = dict(image.to_dict()) if hasattr(image, "to_dict") else dict(image)
+    client = connect(tracking_uri)
+    tags = {
+        "image_digest": d["digest"],
+        "image_repository": d["repository"],
+        "image_tag": d.get("tag"),
+        "image": f"{d['repository']}@{d['digest']}",
+    }
+    for key, value in tags.items():
+        if value is not None:
+            client.set_model_version_tag(name, str(version), key, str(value))
 
 
 def get_version_tags(name: str, version: str | int, *, tracking_uri: str | None = None) -> dict[str, str]:
