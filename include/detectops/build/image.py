@@ -157,8 +157,16 @@ def build_image(
                     tracker.feed(chunk)
             except BuildError:
                 raise
-            except Exception as exc:  # APIError before the stream starts (bad Dockerfile path, etc.)
-                raise BuildError(f"the Docker daemon rejected the build of {tags[0]}: {exc}") from exc
+            except Exception as exc:
+                import docker.errors
+
+                if isinstance(exc, docker.errors.APIError):  # refused before the stream started
+                    raise BuildError(f"the Docker daemon rejected the build of {tags[0]}: {exc}") from exc
+                raise ServiceUnavailableError(
+                    f"lost the connection to the Docker daemon while building {tags[0]} at {tracker.step} "
+                    f"({exc}). Was the daemon restarted? Check it (`docker info`) and build again; "
+                    "finished layers are cached."
+                ) from exc
     if not tracker.image_id:
         raise BuildError(
             f"the build of {tags[0]} ended without an image id; last output:\n" + "\n".join(tracker.recent)
