@@ -98,6 +98,9 @@ if [ -e "$STATE/docker/created-docker0" ] && ip link show docker0 >/dev/null 2>&
   rm -f "$STATE/docker/created-docker0"
 fi
 
+# libcni's result cache (fixed path /var/lib/cni/results): only entries of our network.
+rm -f /var/lib/cni/results/detectops-* 2>/dev/null || true
+
 if [ "$WIPE" = 1 ]; then
   log "wiping cluster state (etcd, kubelet, containerd, CNI IPAM)"
   rm -rf "$STATE/k8s/etcd" "$STATE/k8s/kubelet" "$STATE/k8s/containerd/root" \
