@@ -17,6 +17,8 @@ import numpy as np
 
 from detectops.serve.errors import RequestError, bad_request, too_large
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+
 
 @dataclass(frozen=True)
 class DecodedImage:
@@ -114,11 +116,12 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int,
                 if img.size != (width, height):
                     original = (width, height)
         img.load()  # the real decode: truncated or corrupt data fail here
-        before = img.size
-        img = ImageOps.exif_transpose(img)  # phone photos: honour the orientation tag
-        if original is not None and img.size != before:  # rotated by 90 degrees
-            original = (original[1], original[0])
-        rgb = img.convert("RGB")
+        if img.getexif().get(_ORIENTATION, 1) != 1:  # phone photos: honour the orientation tag
+            before = img.size
+            img = ImageOps.exif_transpose(img)
+            if original is not None and img.size != before:  # rotated by 90 degrees
+                original = (original[1], original[0])
+        rgb = img if img.mode == "RGB" else img.convert("RGB")  # no copy for the common case
     except Image.DecompressionBombError as exc:
         raise too_large("image_too_large", f"the image has too many pixels ({exc})") from None
     except (OSError, ValueError, SyntaxError) as exc:
