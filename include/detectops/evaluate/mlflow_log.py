@@ -158,6 +158,7 @@ def log_evaluation(
     a finished run of the same evaluation (same model sha256, dataset hash, code version,
     score threshold and DAG run) in the same experiment is returned instead of logging a
     duplicate. A run that fails half-way is marked FAILED, and the next call logs afresh.
+    ``params``: extra run params; one named like a built-in (``score_threshold`` ...) replaces it.
     ``extra_artifacts``: ``{artifact_dir: path or [paths]}`` (files or directories) logged too,
     e.g. ``{"data_validation": [report.json]}``.
     """
