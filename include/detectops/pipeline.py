@@ -58,28 +58,18 @@ def evaluate_and_log(
         experiment=experiment,
         model_ref=model,
         dataset_ref=dataset,
-        params={"score_threshold": score_threshold},
+        # Metrics use every detection (COCO-style); the threshold only drives what is drawn and served.
+        params={"display_threshold": score_threshold},
         dag_run_id=dag_run_id,
         tracking_uri=tracking_uri,
+        extra_artifacts={"data_validation": [v["report"] for v in validation or [] if v.get("report")]},
     )
-    _log_validation_reports(run_id, validation or [], tracking_uri)
     return {
         "run_id": run_id,
         "metrics": dict(result.metrics),
         "latency": dict(result.latency),
         "num_images": result.num_images,
     }
-
-
-def _log_validation_reports(run_id: str, validation: list[dict[str, Any]], tracking_uri: str | None) -> None:
-    """Attach the data-validation reports to the evaluation run, so the metrics and the
-    checks of the data they came from are read in one place."""
-    from detectops.evaluate.mlflow_log import connect
-
-    client = connect(tracking_uri)
-    for item in validation:
-        if item.get("report"):
-            client.log_artifact(run_id, item["report"], artifact_path="data_validation")
 
 
 def register_model(
@@ -133,7 +123,7 @@ def build_and_push(
     model_registry.record_image(
         registered["name"], registered["version"], image, tracking_uri=tracking_uri,
     )
-    return {**image.to_dict(), "image": image.pinned()}
+    return {**image.to_dict(), "image": image.pinned}
 
 
 def smoke_test_deployment(*, namespace: str, kube_config: str | None, min_score: float = 0.3) -> dict[str, Any]:
