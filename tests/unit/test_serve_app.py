@@ -345,6 +345,16 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warmed(tiny_model):
         assert c.post(PREDICT, json={"instances": [{"b64": b64(photo())}]}).status_code == 200
 
 
+def test_create_app_from_a_model_dir_and_the_environment(tiny_model, monkeypatch):
+    monkeypatch.setenv("DETECTOPS_MODEL_NAME", "tiny")
+    monkeypatch.setenv("DETECTOPS_MODEL_VERSION", "3")
+    with TestClient(create_app(tiny_model)) as c:
+        wait_ready(c)
+        assert c.get("/v1/models/tiny").json()["model_version_status"][0]["version"] == "3"
+        r = c.post("/v1/models/tiny/versions/3:predict", json={"instances": [{"b64": b64(photo())}]})
+        assert r.status_code == 200 and r.json()["predictions"][0]["num_detections"] == 2
+
+
 def test_readyz_reports_a_model_that_failed_to_load(tmp_path):
     with TestClient(create_app(ServeSettings(model_dir=tmp_path / "missing"))) as c:
         deadline = time.time() + 10

@@ -185,13 +185,16 @@ def _install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: ServeSettings | None = None, *, loader: Loader | None = None) -> FastAPI:
+def create_app(settings: ServeSettings | str | Path | None = None, *, loader: Loader | None = None) -> FastAPI:
     """The FastAPI app serving ``settings.model_dir``.
 
+    ``settings``: a ``ServeSettings``; a model directory (the other settings from the
+    environment); or ``None`` (everything from ``DETECTOPS_*``).
     ``loader(path) -> detector`` defaults to ``detectops.models.Detector.load``; tests pass
     their own (e.g. one that waits, to observe ``/readyz`` before the model is ready).
     """
-    settings = settings or ServeSettings.from_env()
+    if settings is None or isinstance(settings, (str, Path)):
+        settings = ServeSettings.from_env(model_dir=Path(settings) if settings is not None else None)
     metrics = ServeMetrics()
     predlog = PredictionLog(settings.prediction_log, on_drop=metrics.predlog_dropped.inc)
     svc = ServiceState(settings=settings, metrics=metrics, predlog=predlog,
