@@ -79,7 +79,7 @@ def _run_deployer_pod(kube, namespace: str, image: str, deployer_image: str, tim
         "import argparse, json, logging, sys; logging.basicConfig(level='INFO'); "
         "from detectops.deploy import configure_parser, run_from_args; "
         "print(json.dumps(run_from_args(configure_parser(argparse.ArgumentParser()).parse_args(sys.argv[1:]))))"
-    ), "deploy"]
+    )]
     container["args"] = container["args"][1:] + ["--expect-label", "person"]
     created = kube.core.create_namespaced_pod(namespace, pod)
     name = created.metadata.name
@@ -90,7 +90,7 @@ def _run_deployer_pod(kube, namespace: str, image: str, deployer_image: str, tim
             break
         assert time.monotonic() < deadline, f"deployer pod {name} still {phase} after {timeout_s}s"
         time.sleep(3)
-    logs = kube.core.read_namespaced_pod_log(name, namespace)
+    logs = kube.core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
     assert phase == "Succeeded", f"deployer pod failed:\n{logs[-3000:]}"
     return json.loads(logs.strip().splitlines()[-1])
 
@@ -107,6 +107,7 @@ def test_deploy_serve_and_roll_back(kube, namespace, good_image, broken_image) -
 
     # -- 2. the deployer pod, with only its namespaced Role, rolls out the good image
     result = _run_deployer_pod(kube, namespace, good_image.pinned, deployer_image=good_image.pinned)
+    print("deployer pod result:", json.dumps(result, indent=1))
     assert result["image"] == good_image.pinned
     assert result["ready_replicas"] == 1 and result["previous_image"] is None
     assert "person" in result["smoke"]["labels"]
@@ -135,6 +136,7 @@ def test_deploy_serve_and_roll_back(kube, namespace, good_image, broken_image) -
         deploy(broken_image.pinned, namespace, NAME, timeout_s=240, smoke_via="port-forward",
                kube=kube, log=lines.append)
     elapsed = time.monotonic() - started
+    print(f"rolled back in {elapsed:.1f}s:\n{err.value}")
     assert err.value.reason in ("CrashLoopBackOff", "ContainerExited", "PodFailed", "Error")
     assert err.value.rolled_back_to is not None and err.value.rolled_back_to.image == good_image.pinned
     message = str(err.value)

@@ -162,8 +162,8 @@ class FakeCore:
             type="Warning", reason="BackOff", message="Back-off restarting failed container", count=4,
             last_timestamp=NOW)])
 
-    def read_namespaced_pod_log(self, name, namespace, tail_lines=None, previous=False):
-        return "ServeConfigError: DETECTOPS_MODEL_DIR=/nope does not exist"
+    def read_namespaced_pod_log(self, name, namespace, tail_lines=None, previous=False, _preload_content=True):
+        return SimpleNamespace(data=b"ServeConfigError: DETECTOPS_MODEL_DIR=/nope does not exist\n")
 
 
 def _deployment(revision: int, image: str, *, generation=2, observed=2, updated=1, total=1, available=1,

@@ -133,9 +133,10 @@ def log_tail(kube: Kube, pod: Any, lines: int = 15) -> str:
     cs = (pod.status.container_statuses or [None])[0]
     previous = bool(cs and cs.restart_count)
     try:
-        return kube.core.read_namespaced_pod_log(
-            pod.metadata.name, pod.metadata.namespace, tail_lines=lines, previous=previous
-        ).rstrip()
+        resp = kube.core.read_namespaced_pod_log(  # raw bytes: the SDK's str() of them is b'...'
+            pod.metadata.name, pod.metadata.namespace, tail_lines=lines, previous=previous,
+            _preload_content=False)
+        return resp.data.decode(errors="replace").rstrip()
     except Exception as exc:
         return f"(logs unavailable: {api_error_message(exc)})"
 
