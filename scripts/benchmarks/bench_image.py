@@ -3,7 +3,8 @@
     . .state/infra/env.sh && .venv/bin/python scripts/benchmarks/bench_image.py [--model-dir DIR] [--skip-cold]
 
 - cold: ``nocache=True`` (every layer rebuilt; the wheelhouse on the host is reused — its one-time
-  download is timed separately when it is missing)
+  download is timed separately when it is missing); ``--no-wheelhouse``: pip inside the cold
+  build downloads from the index instead
 - warm: same inputs again (every layer cached)
 - code-only: after changing one file in the detectops package (a copy of include/, the checkout
   is not touched), only the last layers rebuild
@@ -28,6 +29,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=None, help="SavedModel to bake in (default: the tiny test detector)")
     parser.add_argument("--skip-cold", action="store_true", help="skip the no-cache build (minutes)")
+    parser.add_argument("--no-wheelhouse", action="store_true",
+                        help="cold build with pip downloading from the index inside the build (for comparison)")
     parser.add_argument("--tag", default="detectops/detector:bench")
     args = parser.parse_args()
 
@@ -41,7 +44,7 @@ def main() -> int:
         model_dir = tiny_model_dir()
     client = docker_client()
     quiet = lambda _line: None  # noqa: E731
-    out: dict[str, object] = {"model_dir": str(model_dir)}
+    out: dict[str, object] = {"model_dir": str(model_dir), "wheelhouse_used_for_cold": not args.no_wheelhouse}
 
     t = time.perf_counter()
     wh = ensure_wheelhouse(log=quiet)
@@ -51,7 +54,7 @@ def main() -> int:
     def timed_build(include_dir: Path | None = None, nocache: bool = False) -> float:
         t0 = time.perf_counter()
         build_image(model_dir, [args.tag], nocache=nocache, include_dir=include_dir, log=quiet, client=client,
-                    build_args={"GIT_COMMIT": "bench"})
+                    build_args={"GIT_COMMIT": "bench"}, use_wheelhouse=not (nocache and args.no_wheelhouse))
         return round(time.perf_counter() - t0, 1)
 
     if not args.skip_cold:

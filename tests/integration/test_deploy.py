@@ -154,3 +154,20 @@ def test_deploy_serve_and_roll_back(kube, namespace, good_image, broken_image) -
     # -- idempotent: deploying the good image again changes nothing and passes
     again = deploy(good_image.pinned, namespace, NAME, smoke_via="port-forward", kube=kube, log=lambda _: None)
     assert again.image == good_image.pinned and again.previous_image == good_image.pinned
+
+
+def test_real_detector_finds_the_person_in_the_astronaut_photo(kube, namespace) -> None:
+    """The offline pre-trained CenterNet (COCO) baked into the image: the smoke test expects a person."""
+    from detectops.build import build_and_push
+    from detectops.deploy import deploy
+    from detectops.models import fetch_model
+
+    env = infra_env()
+    model = fetch_model("centernet")  # cached after the first run; npm registry otherwise
+    ref = build_and_push(model.path, registry=env["DETECTOPS_REGISTRY"], model_version="centernet-1",
+                         log=lambda _: None)
+    result = deploy(ref.pinned, namespace, NAME, model_version="centernet-1", smoke_via="port-forward",
+                    expect_label="person", timeout_s=240, kube=kube, log=lambda _: None)
+    assert result.image == ref.pinned and result.ready_replicas == 1
+    assert "person" in result.smoke["labels"]
+    assert result.smoke["targets"][0].startswith("port-forward pod/")
