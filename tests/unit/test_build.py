@@ -286,3 +286,5 @@ def test_image_is_recorded_on_the_mlflow_model_version(tmp_path: Path) -> None:
     assert tags["image.digest"] == DIGEST
     assert tags["image.repository"] == "127.0.0.1:5000/detectops/detector"
     assert tags["image.tag"] == "v1-0123456789ab"
+    assert tags["image_digest"] == DIGEST  # detectops.registry's own names, written through it
+    assert tags["image"] == f"127.0.0.1:5000/detectops/detector@{DIGEST}"
