@@ -6,6 +6,11 @@ them once into ``cache_dir()/wheelhouse/<hash of the pins>/`` (atomically: temp 
 and, while a build runs, serves that directory on 127.0.0.1; the Dockerfile's builder stage
 (``--network host``) installs with ``--no-index --find-links <url>`` and falls back to the index.
 
+It is also what makes the build work behind a TLS-intercepting proxy: the host's pip trusts
+the proxy's CA (PIP_CERT), a build container does not, so pip inside the build cannot reach the
+index there (seen on the project's machines: CERTIFICATE_VERIFY_FAILED) while the loopback
+wheelhouse needs no TLS at all.
+
 The URL is a build argument, and a build argument's value is part of the cache key of the ``RUN``
 that uses it, so the server prefers one fixed port: a warm rebuild then hits the layer cache.
 """
