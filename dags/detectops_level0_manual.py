@@ -19,9 +19,10 @@ What it does, in order:
    PR curves, sample detections and the data-validation report.
 5. **register** — a version in the MLflow Model Registry with lineage tags; the alias
    given in the form (`champion` by default) points at it.
-6. **build_image** — the serving image with the model baked in, built through the Docker
+6. **prepare_namespace** / **build_image** — the serving image with the model baked in, built through the Docker
    Engine API and pushed to the registry of the `detectops_registry` connection; the
-   digest is recorded on the model version.
+   digest is recorded on the model version. The namespace and the deployer's
+   ServiceAccount (RBAC limited to that namespace) are applied alongside.
 7. **deploy** — a `KubernetesPodOperator` pod runs `detectops deploy` in the cluster of
    the `kubernetes_default` connection: apply, wait for the rollout, smoke-test, roll back
    on failure.
@@ -121,6 +122,13 @@ def detectops_level0_manual():
         return bool(params["deploy"])
 
     @task
+    def prepare_namespace(params=None) -> dict:
+        from detectops.orchestration import kube_config_path
+        from detectops.pipeline import prepare_namespace as run
+
+        return run(params["namespace"], kube_config=kube_config_path())
+
+    @task
     def build_image(model: dict, dataset: dict, registered: dict) -> dict:
         from detectops.orchestration import mlflow_tracking_uri, registry_settings
         from detectops.pipeline import build_and_push
@@ -155,13 +163,11 @@ def detectops_level0_manual():
     )
 
     @task
-    def smoke_test(image: dict, params=None) -> dict:
+    def smoke_test(deployed: dict, params=None) -> dict:
         from detectops.orchestration import kube_config_path
         from detectops.pipeline import smoke_test_deployment
 
-        return smoke_test_deployment(
-            namespace=params["namespace"], kube_config=kube_config_path(), min_score=params["score_threshold"],
-        )
+        return smoke_test_deployment(namespace=params["namespace"], kube_config=kube_config_path())
 
     dataset = resolve_dataset()
     validation = validate_data.partial(dataset=dataset).expand(table=TABLES)
@@ -169,7 +175,8 @@ def detectops_level0_manual():
     evaluation = evaluate(model, dataset, validation)
     registered = register(model, dataset, evaluation)
     image = build_image(model, dataset, registered)
-    registered >> deploy_requested() >> image >> deploy >> smoke_test(image)
+    registered >> deploy_requested() >> [image, prepare_namespace()] >> deploy
+    smoke_test(deploy.output)
 
 
 detectops_level0_manual()

@@ -5,6 +5,7 @@
     detectops evaluate --model centernet --dataset real-eval [--mlflow URI]
     detectops generate-data OUT --images 200 --seed 7
     detectops serve --model-dir DIR [--host 0.0.0.0 --port 8080]
+    detectops build --model-dir DIR --model-version 3 --registry 127.0.0.1:5000
     detectops deploy --image REF --namespace NS [--xcom-file F]
 
 Each subcommand prints its result as JSON on stdout (logs go to stderr), and exits 2 with
@@ -67,14 +68,16 @@ def cmd_serve(args: argparse.Namespace) -> Any:
     return None
 
 
-def cmd_deploy(args: argparse.Namespace) -> Any:
-    from detectops.deploy import deploy
+def cmd_build(args: argparse.Namespace) -> Any:
+    from detectops.build import run_from_args
 
-    result = deploy(
-        image=args.image, namespace=args.namespace, name=args.name,
-        model_version=args.model_version, replicas=args.replicas,
-        timeout_s=args.timeout, smoke_via=args.smoke_via,
-    ).to_dict()
+    return run_from_args(args)
+
+
+def cmd_deploy(args: argparse.Namespace) -> Any:
+    from detectops.deploy import run_from_args
+
+    result = run_from_args(args)
     if args.xcom_file:
         # KubernetesPodOperator's sidecar reads the task's XCom from this file.
         Path(args.xcom_file).parent.mkdir(parents=True, exist_ok=True)
@@ -119,14 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=os.environ.get("DETECTOPS_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("DETECTOPS_PORT", "8080")))
 
+    from detectops import build, deploy  # argument definitions only; heavy imports stay inside
+
+    p = add("build", cmd_build, "Build the serving image with a model baked in, push it, print its ImageRef.")
+    build.configure_parser(p)
+
     p = add("deploy", cmd_deploy, "Apply the serving Deployment, wait for the rollout, smoke-test, roll back on failure.")
-    p.add_argument("--image", required=True)
-    p.add_argument("--namespace", default="detectops")
-    p.add_argument("--name", default="detector")
-    p.add_argument("--model-version", default="")
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--timeout", type=float, default=300.0)
-    p.add_argument("--smoke-via", choices=["service", "pods"], default=os.environ.get("DETECTOPS_SMOKE_VIA", "service"))
+    deploy.configure_parser(p)
+    # Where the smoke test reaches the pods: the in-cluster deployer on a cluster without
+    # kube-proxy gets DETECTOPS_SMOKE_VIA=pods from its pod spec.
+    p.set_defaults(smoke_via=os.environ.get("DETECTOPS_SMOKE_VIA", "service"))
     p.add_argument("--xcom-file", default=None, help="also write the result here (KubernetesPodOperator XCom)")
     return parser
 

@@ -72,6 +72,7 @@ def registry_settings(conn_id: str = REGISTRY_CONN_ID) -> dict[str, Any]:
         "password": conn.password or None,
         "repository": extra.get("repository", "detectops/detector"),
         "docker_host": extra.get("docker_host"),
+        "base_image": extra.get("base_image"),
     }
 
 

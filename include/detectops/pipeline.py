@@ -107,27 +107,42 @@ def build_and_push(
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Build the serving image with the model baked in, push it, record the digest in MLflow."""
+    import os
+
     from detectops import build
     from detectops import registry as model_registry
 
-    image = build.build_and_push_model_image(
-        model_dir=model["path"],
+    if registry.get("docker_host"):
+        # The docker SDK reads the engine's address from the environment; this process is the task's own.
+        os.environ["DOCKER_HOST"] = registry["docker_host"]
+    image = build.build_and_push(
+        model["path"],
+        registry=registry["registry"],
+        repository=registry.get("repository") or build.DEFAULT_REPOSITORY,
         model_version=str(registered["version"]),
         dataset_sha256=dataset["sha256"],
-        registry=registry["registry"],
-        repository=registry.get("repository", "detectops/detector"),
+        base_image=registry.get("base_image"),
         username=registry.get("username"),
         password=registry.get("password"),
-        docker_host=registry.get("docker_host"),
     )
-    model_registry.record_image(
-        registered["name"], registered["version"], image, tracking_uri=tracking_uri,
-    )
+    model_registry.record_image(registered["name"], registered["version"], image, tracking_uri=tracking_uri)
     return {**image.to_dict(), "image": image.pinned}
 
 
-def smoke_test_deployment(*, namespace: str, kube_config: str | None, min_score: float = 0.3) -> dict[str, Any]:
-    """From outside the cluster: send a real photo to the live service and check the answer."""
-    from detectops.deploy import smoke_test_from_outside
+def prepare_namespace(namespace: str, *, kube_config: str | None) -> dict[str, Any]:
+    """Namespace + the deployer's ServiceAccount and namespaced Role (needs admin credentials)."""
+    from detectops.deploy import prepare_namespace as prepare
 
-    return smoke_test_from_outside(namespace=namespace, kube_config=kube_config, min_score=min_score)
+    prepare(namespace, kubeconfig=kube_config)
+    return {"namespace": namespace, "service_account": "detectops-deployer"}
+
+
+def smoke_test_deployment(
+    *, namespace: str, name: str = "detector", kube_config: str | None, min_detections: int = 1,
+) -> dict[str, Any]:
+    """From outside the cluster (port-forward to loopback): send a real photo to every ready pod."""
+    from detectops.deploy import connect
+    from detectops.deploy.smoke import smoke_test
+
+    kube = connect(kube_config)
+    return smoke_test(kube, namespace, name, via="port-forward", min_detections=min_detections).to_dict()

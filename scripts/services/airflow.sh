@@ -22,7 +22,7 @@ add_connections() {
     --conn-description "MLflow tracking server and Model Registry" >/dev/null
   airflow connections delete detectops_registry >/dev/null 2>&1 || true
   airflow connections add detectops_registry --conn-type generic --conn-host "${registry%%:*}" --conn-port "${registry##*:}" \
-    --conn-extra "{\"docker_host\": \"$docker_host\", \"repository\": \"detectops/detector\"}" \
+    --conn-extra "{\"docker_host\": \"$docker_host\", \"repository\": \"detectops/detector\", \"base_image\": \"${DETECTOPS_BASE_IMAGE:-}\"}" \
     --conn-description "Container registry the serving image is pushed to (and the Docker engine that builds it)" >/dev/null
   airflow connections delete kubernetes_default >/dev/null 2>&1 || true
   airflow connections add kubernetes_default --conn-type kubernetes \
