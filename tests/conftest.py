@@ -14,12 +14,19 @@ import pytest
 pytest_plugins = ["tests.support.fixtures"]
 
 
+def _no_skip() -> bool:
+    return os.environ.get("DETECTOPS_NO_SKIP") == "1"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    if _no_skip() and skipped:
+        terminalreporter.section("DETECTOPS_NO_SKIP=1: skipped tests fail this run", red=True)
+        for report in skipped:
+            terminalreporter.write_line(f"SKIPPED (not allowed here): {report.nodeid}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get("DETECTOPS_NO_SKIP") != "1":
-        return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = reporter.stats.get("skipped", []) if reporter else []
-    if skipped:
-        names = "\n  ".join(r.nodeid for r in skipped)
-        print(f"\nDETECTOPS_NO_SKIP=1 but {len(skipped)} test(s) skipped:\n  {names}")
+    if _no_skip() and reporter and reporter.stats.get("skipped"):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
