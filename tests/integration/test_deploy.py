@@ -68,19 +68,14 @@ def broken_image(good_image):
 
 
 def _run_deployer_pod(kube, namespace: str, image: str, deployer_image: str, timeout_s: int = 420) -> dict:
-    """The deployer pod from include/k8s/serving/deployer-pod.yaml; returns its printed DeploymentResult."""
+    """The deployer pod from include/k8s/serving/deployer-pod.yaml; returns the DeploymentResult it printed."""
     from detectops.deploy import deployer_pod_manifest
 
     pod = deployer_pod_manifest(deployer_image=deployer_image, image=image, namespace=namespace, name=NAME,
                                 timeout_s=300)
-    container = pod["spec"]["containers"][0]
-    # The library call behind `detectops deploy`, printing the result as the last log line.
-    container["command"] = ["python3", "-c", (
-        "import argparse, json, logging, sys; logging.basicConfig(level='INFO'); "
-        "from detectops.deploy import configure_parser, run_from_args; "
-        "print(json.dumps(run_from_args(configure_parser(argparse.ArgumentParser()).parse_args(sys.argv[1:]))))"
-    )]
-    container["args"] = container["args"][1:] + ["--expect-label", "person"]
+    # The pod runs the image's entrypoint as rendered: `detectops deploy --image ... --smoke-via pods`,
+    # exactly what KubernetesPodOperator runs.
+    assert pod["spec"]["containers"][0]["args"][0] == "deploy"
     created = kube.core.create_namespaced_pod(namespace, pod)
     name = created.metadata.name
     deadline = time.monotonic() + timeout_s
@@ -92,7 +87,10 @@ def _run_deployer_pod(kube, namespace: str, image: str, deployer_image: str, tim
         time.sleep(3)
     logs = kube.core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
     assert phase == "Succeeded", f"deployer pod failed:\n{logs[-3000:]}"
-    return json.loads(logs.strip().splitlines()[-1])
+    lines = logs.rstrip().splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")  # the CLI prints the result last, as JSON
+    result, _ = json.JSONDecoder().raw_decode("\n".join(lines[start:]))  # log lines may follow it
+    return result
 
 
 def _forwarded(kube, namespace: str):

@@ -394,3 +394,17 @@ def test_smoke_targets_are_the_ready_endpoints() -> None:
         ["http://detector.ns.svc:8080"]
     assert [t.label for t in smoke.smoke_targets(kube, "ns", "detector", 8080, "port-forward")] == \
         ["port-forward pod/detector-abc:8080"]
+
+
+def test_log_tail_falls_back_to_the_current_run_when_the_previous_is_gone() -> None:
+    calls = []
+
+    class Core:
+        def read_namespaced_pod_log(self, name, namespace, tail_lines=None, previous=False, _preload_content=True):
+            calls.append(previous)
+            text = b"unable to retrieve container logs for containerd://abc" if previous else b"the real error\n"
+            return SimpleNamespace(data=text)
+
+    kube = SimpleNamespace(core=Core())
+    assert rollout.log_tail(kube, _pod(restarts=1, last_exit=2)) == "the real error"
+    assert calls == [True, False]

@@ -129,16 +129,27 @@ def events_for(kube: Kube, namespace: str, name: str, limit: int = 8) -> list[st
 
 
 def log_tail(kube: Kube, pod: Any, lines: int = 15) -> str:
-    """The last log lines of a pod's first container (the crashed run's, if it restarted)."""
+    """The last log lines of a pod's first container: the crashed run's if it restarted, else the current one's.
+
+    Right after a restart the kubelet may not serve the previous run's log yet (or has already
+    replaced it), so both are tried.
+    """
     cs = (pod.status.container_statuses or [None])[0]
-    previous = bool(cs and cs.restart_count)
-    try:
-        resp = kube.core.read_namespaced_pod_log(  # raw bytes: the SDK's str() of them is b'...'
-            pod.metadata.name, pod.metadata.namespace, tail_lines=lines, previous=previous,
-            _preload_content=False)
-        return resp.data.decode(errors="replace").rstrip()
-    except Exception as exc:
-        return f"(logs unavailable: {api_error_message(exc)})"
+    order = [True, False] if cs and cs.restart_count else [False]
+    failure = ""
+    for previous in order:
+        try:
+            resp = kube.core.read_namespaced_pod_log(  # raw bytes: the SDK's str() of them is b'...'
+                pod.metadata.name, pod.metadata.namespace, tail_lines=lines, previous=previous,
+                _preload_content=False)
+            text = resp.data.decode(errors="replace").rstrip()
+        except Exception as exc:
+            failure = f"(logs unavailable: {api_error_message(exc)})"
+            continue
+        if text and not text.startswith("unable to retrieve container logs"):
+            return text
+        failure = failure or text
+    return failure
 
 
 def new_revision_pods(kube: Kube, deployment: Any) -> list[Any]:
