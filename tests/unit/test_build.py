@@ -273,18 +273,17 @@ def test_image_is_recorded_on_the_mlflow_model_version(tmp_path: Path) -> None:
     """Real MLflow client on a local SQLite store: the tags land on the model version."""
     import mlflow
 
-    from detectops.build import record_image_on_model_version
+    from detectops.registry import record_image
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("detector")
     mv = client.create_model_version("detector", source=str(tmp_path / "model"))
     ref = ImageRef("127.0.0.1:5000/detectops/detector", "v1-0123456789ab", DIGEST)
-    record_image_on_model_version("detector", mv.version, ref, tracking_uri=uri)
-    record_image_on_model_version("detector", mv.version, ref, tracking_uri=uri)  # idempotent
+    record_image("detector", mv.version, ref, tracking_uri=uri)
+    record_image("detector", mv.version, ref, tracking_uri=uri)  # idempotent
     tags = client.get_model_version("detector", mv.version).tags
-    assert tags["image.digest"] == DIGEST
-    assert tags["image.repository"] == "127.0.0.1:5000/detectops/detector"
-    assert tags["image.tag"] == "v1-0123456789ab"
-    assert tags["image_digest"] == DIGEST  # detectops.registry's own names, written through it
+    assert tags["image_digest"] == DIGEST
+    assert tags["image_repository"] == "127.0.0.1:5000/detectops/detector"
+    assert tags["image_tag"] == "v1-0123456789ab"
     assert tags["image"] == f"127.0.0.1:5000/detectops/detector@{DIGEST}"

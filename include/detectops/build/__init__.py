@@ -2,7 +2,7 @@
 
     ref = build_and_push(model_dir, registry="127.0.0.1:5000", model_version="3",
                          dataset_sha256=..., base_image="local/bookworm:base")
-    record_image_on_model_version("detector", "3", ref)
+    detectops.registry.record_image("detector", "3", ref)   # lineage: model version -> image digest
 
 One tag = one model version + one commit: ``<registry>/detectops/detector:v<version>-<commit12>``
 (also tagged ``:<commit12>``). The Dockerfile is ``include/docker/Dockerfile``.
@@ -28,14 +28,13 @@ from detectops.build.image import (
     push_image,
     split_tag,
 )
-from detectops.build.lineage import record_image_on_model_version
 from detectops.build.records import ImageRef
 from detectops.build.wheelhouse import ensure_wheelhouse, serve_wheelhouse
 
 __all__ = [
     "DEFAULT_REPOSITORY", "ImageRef", "assemble_context", "build_and_push", "build_image",
     "commit_tag", "configure_parser", "docker_client", "ensure_wheelhouse", "image_labels",
-    "image_tags", "manifest_digest", "push_image", "record_image_on_model_version", "run_from_args",
+    "image_tags", "manifest_digest", "push_image", "run_from_args",
     "serve_wheelhouse", "split_tag",
 ]
 
@@ -102,5 +101,7 @@ def run_from_args(args: argparse.Namespace) -> dict:
         username=os.environ.get("DETECTOPS_REGISTRY_USER"), password=os.environ.get("DETECTOPS_REGISTRY_PASSWORD"),
     )
     if args.registered_model:
-        record_image_on_model_version(args.registered_model, args.model_version, ref)
+        from detectops.registry import record_image
+
+        record_image(args.registered_model, args.model_version, ref)
     return ref.to_dict()
