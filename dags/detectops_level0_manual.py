@@ -52,7 +52,6 @@ TABLES = ["images", "annotations", "class_counts"]
     tags=["detectops", "level-0", "manual"],
     default_args=dag_defaults(),
     doc_md=__doc__,
-    render_template_as_native_obj=True,
     params={
         "model_source": Param(
             "centernet", type="string", title="Model source",
