@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from detectops import settings
+from detectops.fsutil import staged_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,10 +52,8 @@ def tiny_model_dir() -> Path:
 
     final = settings.cache_dir() / "test-models" / "tiny-detector"
     if not (final / "saved_model.pb").is_file():
-        tmp = final.with_name(f"{final.name}.partial-{uuid.uuid4().hex[:8]}")
-        make_tiny_detector(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        with staged_dir(final, replace=True) as tmp:  # replaces an incomplete one, never leaves half
+            make_tiny_detector(tmp)
     return final
 
 

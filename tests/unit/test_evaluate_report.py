@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from detectops.evaluate.coco_metrics import coco_metrics
-from detectops.evaluate.report import staged_dir, write_per_class_csv, write_per_class_markdown
+from detectops.evaluate.report import write_per_class_csv, write_per_class_markdown
+from detectops.fsutil import staged_dir
 
 GT = {
     "images": [{"id": 1, "width": 100, "height": 100}],
@@ -16,15 +17,15 @@ GT = {
 
 def test_staged_dir_replaces_output_only_when_complete(tmp_path):
     out = tmp_path / "report"
-    with staged_dir(out) as tmp:
+    with staged_dir(out, replace=True) as tmp:
         (tmp / "a.txt").write_text("first")
     assert (out / "a.txt").read_text() == "first"
     with pytest.raises(RuntimeError):
-        with staged_dir(out) as tmp:
+        with staged_dir(out, replace=True) as tmp:
             (tmp / "a.txt").write_text("half")
             raise RuntimeError("crash half-way")
     assert (out / "a.txt").read_text() == "first"  # the old report survives a failed run
-    with staged_dir(out) as tmp:
+    with staged_dir(out, replace=True) as tmp:
         (tmp / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # a rerun replaces, never mixes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temp or old dirs left

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from detectops import settings
 from detectops.errors import BuildError
+from detectops.fsutil import TEMP_PATTERNS
 
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", "*.partial-*")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", *TEMP_PATTERNS)
 
 
 def _make_readable(root: Path) -> None:

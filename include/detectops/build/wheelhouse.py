@@ -21,7 +21,6 @@ import hashlib
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from detectops import settings
 from detectops.errors import BuildError
+from detectops.fsutil import staged_dir
 
 log_ = logging.getLogger(__name__)
 
@@ -75,25 +75,19 @@ def ensure_wheelhouse(
     final = root / wheelhouse_key(requirements)
     if final.is_dir():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f"{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-           "--only-binary=:all:", *_platform_args(), "-r", str(requirements), "-d", str(tmp)]
-    log(f"wheelhouse: downloading the image's runtime wheels into {final} (once per set of pins)")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise BuildError(
-            f"could not download the image's runtime wheels ({' '.join(cmd)}):\n{tail}\n"
-            "Check that the package index is reachable (pip config), or build without the "
-            "wheelhouse (use_wheelhouse=False) so pip inside the build uses the index."
-        )
-    try:
-        tmp.rename(final)
-    except OSError:  # another process finished first: theirs is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
+    # Keyed by the pins: if another process finishes first, theirs is as good as ours.
+    with staged_dir(final, replace=False) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+               "--only-binary=:all:", *_platform_args(), "-r", str(requirements), "-d", str(tmp)]
+        log(f"wheelhouse: downloading the image's runtime wheels into {final} (once per set of pins)")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise BuildError(
+                f"could not download the image's runtime wheels ({' '.join(cmd)}):\n{tail}\n"
+                "Check that the package index is reachable (pip config), or build without the "
+                "wheelhouse (use_wheelhouse=False) so pip inside the build uses the index."
+            )
     return final
 
 

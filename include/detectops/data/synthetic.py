@@ -16,8 +16,6 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,7 @@ import numpy as np
 
 from detectops.data.coco import ANNOTATIONS_FILE, IMAGES_DIR, CocoDataset, DatasetRef
 from detectops.errors import DetectOpsError
+from detectops.fsutil import staged_dir
 
 #: The shapes, in category-id order (id = position + 1).
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "diamond")
@@ -256,9 +255,7 @@ def generate_synthetic(out_dir: str | os.PathLike[str], spec: SyntheticSpec | No
     if reuse and _existing_matches(out_dir, spec):
         return CocoDataset.load(out_dir).ref(name)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with staged_dir(out_dir, replace=True) as tmp:  # a different spec replaces the old dataset whole
         images_dir = tmp / IMAGES_DIR
         images_dir.mkdir()
         ext = "png" if spec.image_format == "png" else "jpg"
@@ -285,14 +282,4 @@ def generate_synthetic(out_dir: str | os.PathLike[str], spec: SyntheticSpec | No
             info={"description": "DetectOps synthetic shapes", "synthetic_spec": spec.to_dict()},
         )
         ds.save()
-        if out_dir.exists():  # swap: old aside, new in, old removed
-            trash = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            os.replace(out_dir, trash / "old")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return CocoDataset.load(out_dir).ref(name or out_dir.name)

@@ -14,8 +14,9 @@ from typing import Any
 from detectops import settings
 from detectops.evaluate.coco_metrics import coco_metrics
 from detectops.evaluate.plots import pr_curves_png, samples_grid_png
-from detectops.evaluate.report import staged_dir, write_json, write_per_class_csv, write_per_class_markdown
+from detectops.evaluate.report import write_json, write_per_class_csv, write_per_class_markdown
 from detectops.evaluate.runner import latency_summary, load_image, run_detector
+from detectops.fsutil import staged_dir
 
 #: Artifact file names inside the output directory (also their paths under the MLflow run).
 ARTIFACT_FILES = {
@@ -120,7 +121,7 @@ def evaluate_model(
     for r in results:
         by_image_dt.setdefault(r["image_id"], []).append(r)
 
-    with staged_dir(out) as tmp:
+    with staged_dir(out, replace=True) as tmp:  # a rerun's report replaces the last one whole
         write_per_class_csv(cm, tmp / ARTIFACT_FILES["per_class_ap_csv"])
         write_per_class_markdown(
             cm, tmp / ARTIFACT_FILES["per_class_ap_md"],

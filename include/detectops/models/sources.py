@@ -23,7 +23,8 @@ from typing import Any
 
 from detectops import settings
 from detectops.errors import ModelSourceError
-from detectops.models.cache import install, sha256_dir, staging_dir
+from detectops.fsutil import publish, scratch_dir
+from detectops.models.cache import sha256_dir
 from detectops.models.contract import verify_contract
 
 CENTERNET_ALIASES = ("centernet",)
@@ -144,7 +145,7 @@ def _fetch_mlflow(uri: str, cache_root: Path) -> ModelRef:
     name, version = _mlflow_name_version(uri)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{version}")
     mlflow_root = cache_root / "mlflow"
-    with staging_dir(mlflow_root / safe) as tmp:
+    with scratch_dir(mlflow_root / safe) as tmp:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
         except (MlflowException, OSError) as e:
@@ -156,6 +157,5 @@ def _fetch_mlflow(uri: str, cache_root: Path) -> ModelRef:
         verify_contract(saved_model)
         digest = sha256_dir(saved_model)
         final = mlflow_root / f"{safe}-{digest[:12]}"
-        if not final.is_dir():
-            install(saved_model, final)
+        publish(saved_model, final, replace=False)  # keyed by content: an existing entry is the same model
     return ModelRef(path=str(final), source=uri, name=name, version=version, sha256=digest)

@@ -17,7 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from detectops.errors import ContractError, ModelSourceError
-from detectops.models.cache import download, install, staging_dir
+from detectops.fsutil import publish, scratch_dir
+from detectops.models.cache import download
 from detectops.models.contract import verify_contract
 
 DEFAULT_ZOO_BASE_URL = "http://download.tensorflow.org/models/object_detection/tf2/20200711"
@@ -102,7 +103,7 @@ def fetch_archive(
     if entry is not None:
         return find_saved_model(entry), json.loads((entry / SOURCE_FILE).read_text())["sha256"]
 
-    with staging_dir(zoo_root / name) as tmp:
+    with scratch_dir(zoo_root / name) as tmp:
         archive = tmp / "archive.tar.gz"
         actual = download(url, archive, expected_sha256=sha256)
         extracted = tmp / "extracted"
@@ -116,5 +117,6 @@ def fetch_archive(
             write_label_map(saved_model, label_map)
         (model_root / SOURCE_FILE).write_text(json.dumps({"url": url, "name": name, "sha256": actual}, indent=1))
         relative = saved_model.relative_to(model_root)
-        final = install(model_root, zoo_root / f"{name}-{actual[:12]}")
+        # Keyed by the archive hash: an entry another process finished first is the same model.
+        final = publish(model_root, zoo_root / f"{name}-{actual[:12]}", replace=False)
     return final / relative, actual

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from detectops.data.coco import CocoDataset, atomic_write_text
+from detectops.data.coco import CocoDataset
 from detectops.errors import DataValidationError
+from detectops.fsutil import atomic_write_text
 from detectops.quality.suites import TABLES, Bounds, build_suite
 
 #: What GX returns per expectation: counts plus up to this many example rows, keyed by ``id``.
