@@ -152,6 +152,7 @@ def detectops_level0_manual():
             "--image", "{{ ti.xcom_pull(task_ids='build_image')['image'] }}",
             "--namespace", "{{ params.namespace }}",
             "--model-version", "{{ ti.xcom_pull(task_ids='register')['version'] }}",
+            "--env", "DETECTOPS_MIN_SCORE={{ params.score_threshold }}",
             "--xcom-file", "/airflow/xcom/return.json",
         ],
         do_xcom_push=True,
