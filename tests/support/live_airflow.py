@@ -1,0 +1,136 @@
+"""A live Airflow 3 for a test session: api-server, scheduler, dag-processor and triggerer.
+
+The same settings as ``scripts/services/airflow.sh``: the environment is taken by sourcing
+``scripts/services/airflow-env.sh`` itself (so the tests exercise the file users run, not a
+copy of it), with an AIRFLOW_HOME in a pytest tmp dir, a free port (never a developer's
+8080) and a known admin password. Every component is its own process group, stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import ServiceStartError, free_port, stop_process, wait_http
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = Path(sys.executable).parent / "airflow"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+USERNAME = "admin"
+
+
+@dataclass(frozen=True)
+class LiveAirflow:
+    """Where the live Airflow answers and how to log in; ``home`` holds its DB and logs."""
+
+    base_url: str
+    username: str
+    password: str
+    home: Path
+
+    def __iter__(self):  # ``base_url, username, password = live_airflow``
+        return iter((self.base_url, self.username, self.password))
+
+    def log_tail(self, component: str, chars: int = 3000) -> str:
+        path = self.home / "logs" / f"{component}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else f"(no {path})"
+
+
+def live_airflow_env(home: Path, port: int, *, connections: dict[str, str] | None = None,
+                     extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of ``scripts/services/airflow-env.sh`` for ``home`` and ``port``.
+
+    The shell file creates ``jwt_secret`` (shared by every component, so task tokens verify)
+    and ``passwords.json`` (the simple auth manager's passwords) in ``home`` when missing.
+    """
+    base = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_PORT": str(port),
+        "DETECTOPS_VENV": str(Path(sys.executable).parent.parent),
+        # 2 cores: keep the LocalExecutor small (the shell file keeps a value already set).
+        "AIRFLOW__CORE__PARALLELISM": "2",
+    }
+    script = f'set -e; . "{REPO}/scripts/lib.sh"; . "{REPO}/scripts/services/airflow-env.sh"; env -0'
+    out = subprocess.run(["bash", "-c", script], env=base, capture_output=True, timeout=60, check=False)
+    if out.returncode != 0:
+        raise ServiceStartError(f"sourcing airflow-env.sh failed: {out.stderr.decode(errors='replace')[-2000:]}")
+    env = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+    # Tests want the new DAG parsed quickly; everything else stays as users run it.
+    env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "5"
+    for conn_id, uri in (connections or {}).items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
+    env.update(extra or {})
+    return env
+
+
+@contextmanager
+def run_live_airflow(home: Path, *, connections: dict[str, str] | None = None,
+                     extra: dict[str, str] | None = None, timeout: float = 180.0) -> Iterator[LiveAirflow]:
+    """Migrate the DB, start the four components, wait for ``/api/v2/monitor/health``; stop them after.
+
+    Raises ``ServiceStartError`` (with the log tail) when Airflow does not become healthy.
+    """
+    if not AIRFLOW.exists():
+        raise ServiceStartError(f"{AIRFLOW} not found: install the project's requirements into this venv")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "logs").mkdir(exist_ok=True)
+    password = "detectops-test-" + os.urandom(6).hex()
+    (home / "passwords.json").write_text(json.dumps({USERNAME: password}))
+    port = free_port()
+    env = live_airflow_env(home, port, connections=connections, extra=extra)
+    base_url = env["AIRFLOW_URL"]
+    live = LiveAirflow(base_url, USERNAME, password, home)
+
+    migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True,
+                             timeout=600, cwd=str(REPO))
+    if migrate.returncode != 0:
+        raise ServiceStartError(f"airflow db migrate failed:\n{(migrate.stdout + migrate.stderr)[-3000:]}")
+
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for component in COMPONENTS:
+            with open(home / "logs" / f"{component}.log", "wb") as log:
+                procs[component] = subprocess.Popen(
+                    [str(AIRFLOW), component], env=env, cwd=str(REPO), stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+        if not wait_http(f"{base_url}/api/v2/monitor/health", timeout, procs["api-server"]):
+            raise ServiceStartError(f"the api-server did not answer {base_url}/api/v2/monitor/health "
+                                    f"within {timeout:.0f} s; log tail:\n{live.log_tail('api-server')}")
+        dead = [c for c, p in procs.items() if p.poll() is not None]
+        if dead:
+            raise ServiceStartError(f"airflow {dead[0]} exited at start; log tail:\n{live.log_tail(dead[0])}")
+        yield live
+    finally:
+        # Reverse order: stop scheduling before the API the workers report to goes away.
+        for component in reversed(list(procs)):
+            stop_process(procs[component], timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_airflow(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[LiveAirflow]:
+    """A live Airflow on a free port whose ``mlflow_default`` is the session's MLflow server.
+
+    Unpack it as ``base_url, username, password = live_airflow``; ``.home`` has the logs.
+    """
+    home = tmp_path_factory.mktemp("live_airflow")
+    work = tmp_path_factory.mktemp("live_airflow_work")
+    with ExitStack() as stack:
+        try:
+            live = stack.enter_context(run_live_airflow(
+                home, connections={"mlflow_default": mlflow_server}, extra={"DETECTOPS_WORK": str(work)}))
+        except ServiceStartError as exc:
+            pytest.skip(f"a live Airflow could not start ({exc}). Install the requirements "
+                        "(`pip install -r requirements.txt`); `scripts/services/airflow.sh start` starts "
+                        "the same services by hand (logs in $AIRFLOW_HOME/logs)")
+        yield live
