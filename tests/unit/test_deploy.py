@@ -23,7 +23,9 @@ from detectops.deploy.rollout import Revision, RolloutFailed, pod_problem
 from detectops.errors import DeployError
 
 IMAGE = "127.0.0.1:5000/detectops/detector@sha256:" + "ab" * 32
-NOW = datetime.now(timezone.utc)
+def now() -> datetime:
+    """The time at the moment of the call: pod ages are measured against the clock."""
+    return datetime.now(timezone.utc)
 
 
 # -- manifests --------------------------------------------------------------------------------------
@@ -102,17 +104,17 @@ def test_fatal_waiting_reasons_are_reported(reason: str) -> None:
 
 def test_starting_pods_are_not_failures() -> None:
     assert pod_problem(_pod(waiting="ContainerCreating"), unready_after_s=60) is None
-    assert pod_problem(_pod(running_since=NOW - timedelta(seconds=5)), unready_after_s=60) is None
-    assert pod_problem(_pod(running_since=NOW - timedelta(seconds=5), ready=True), unready_after_s=60) is None
+    assert pod_problem(_pod(running_since=now() - timedelta(seconds=5)), unready_after_s=60) is None
+    assert pod_problem(_pod(running_since=now() - timedelta(seconds=5), ready=True), unready_after_s=60) is None
 
 
 def test_readiness_that_never_passes_is_a_failure() -> None:
-    problem = pod_problem(_pod(running_since=NOW - timedelta(seconds=90)), unready_after_s=60)
+    problem = pod_problem(_pod(running_since=now() - timedelta(seconds=90)), unready_after_s=60)
     assert problem is not None and problem[0] == "ReadinessFailing" and "/readyz" in problem[1]
 
 
 def test_a_restarted_container_is_a_failure() -> None:
-    problem = pod_problem(_pod(running_since=NOW, restarts=1, last_exit=2), unready_after_s=60)
+    problem = pod_problem(_pod(running_since=now(), restarts=1, last_exit=2), unready_after_s=60)
     assert problem is not None and problem[0] == "ContainerExited"
 
 
@@ -160,7 +162,7 @@ class FakeCore:
         return SimpleNamespace(items=[k.CoreV1Event(
             metadata=k.V1ObjectMeta(name="e"), involved_object=k.V1ObjectReference(name="p"),
             type="Warning", reason="BackOff", message="Back-off restarting failed container", count=4,
-            last_timestamp=NOW)])
+            last_timestamp=now())])
 
     def read_namespaced_pod_log(self, name, namespace, tail_lines=None, previous=False, _preload_content=True):
         return SimpleNamespace(data=b"ServeConfigError: DETECTOPS_MODEL_DIR=/nope does not exist\n")
@@ -187,7 +189,7 @@ def test_rollout_completes_when_all_replicas_are_updated_and_available() -> None
     kube = _kube([_deployment(2, "new", observed=1, available=0),  # controller has not seen it yet
                   _deployment(2, "new", updated=1, total=2, available=1),  # old pod still there
                   _deployment(2, "new")], [_rs(1, "old", "a"), _rs(2, "new", "b")],
-                 [_pod(running_since=NOW)])
+                 [_pod(running_since=now())])
     dep = rollout.wait_for_rollout(kube, "detector", "ns", generation=2, timeout_s=10, poll_s=0, log=lambda _: None)
     assert dep.status.available_replicas == 1
 
