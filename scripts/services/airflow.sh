@@ -48,8 +48,12 @@ case "${1:-start}" in
       c="${COMPONENTS[$i]}"
       [ -f "$PIDS/$c.pid" ] || continue
       log "stopping airflow $c"
-      kill -TERM -- "-$(cat "$PIDS/$c.pid")" 2>/dev/null || true
+      pgid="$(cat "$PIDS/$c.pid")"
+      kill -TERM -- "-$pgid" 2>/dev/null || true
       stop_pidfile "$PIDS/$c.pid"
+      # Idle LocalExecutor workers can ignore SIGTERM and outlive the scheduler: end the
+      # rest of the component's process group (setsid made it ours alone).
+      kill -KILL -- "-$pgid" 2>/dev/null || true
     done
     ;;
   status)

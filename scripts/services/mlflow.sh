@@ -27,8 +27,12 @@ case "${1:-start}" in
   stop)
     log "stopping MLflow"
     # setsid made the server a process-group leader: stop the group (gunicorn/uvicorn workers too).
-    if [ -f "$PIDFILE" ]; then kill -TERM -- "-$(cat "$PIDFILE")" 2>/dev/null || true; fi
-    stop_pidfile "$PIDFILE"
+    if [ -f "$PIDFILE" ]; then
+      pgid="$(cat "$PIDFILE")"
+      kill -TERM -- "-$pgid" 2>/dev/null || true
+      stop_pidfile "$PIDFILE"
+      kill -KILL -- "-$pgid" 2>/dev/null || true   # workers that outlived the server
+    fi
     ;;
   status)
     if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then echo "mlflow: running (pid $(cat "$PIDFILE")) $MLFLOW_TRACKING_URI"; else echo "mlflow: stopped"; fi

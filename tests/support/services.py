@@ -54,11 +54,14 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=5)
+        pass
+    # Also when the leader exited: group members that ignore SIGTERM (idle LocalExecutor
+    # workers) must not outlive the test session.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=5)
 
 
 def mlflow_executable() -> Path:
