@@ -27,16 +27,22 @@ def dataset(tmp_path):
     return root
 
 
-def test_provider_operator_pass_and_fail(dataset):
-    from great_expectations_provider.common.errors import GXValidationFailed
+def _annotations_operator(dataset):
+    """A new operator per check: the provider reads its DataFrame in ``__init__``."""
     from great_expectations_provider.operators.validate_dataframe import GXValidateDataFrameOperator
 
-    op = GXValidateDataFrameOperator(
+    return GXValidateDataFrameOperator(
         task_id="validate_annotations",
         configure_dataframe=make_dataframe_loader(dataset, "annotations"),
         configure_expectations=make_expectations("annotations", dataset_dir=dataset),
         result_format=result_format_for("annotations"),
     )
+
+
+def test_provider_operator_pass_and_fail(dataset):
+    from great_expectations_provider.common.errors import GXValidationFailed
+
+    op = _annotations_operator(dataset)
     ti = _TI()
     op.execute({"ti": ti})
     assert ti.xcom["return_value"]["success"] is True
@@ -46,12 +52,7 @@ def test_provider_operator_pass_and_fail(dataset):
     bad_id = ds.annotations[0]["id"]
     ds.annotations[0]["bbox"] = [40.0, 0.0, 30.0, 5.0]
     ds.save()
-    op = GXValidateDataFrameOperator(
-        task_id="validate_annotations",
-        configure_dataframe=make_dataframe_loader(dataset, "annotations"),
-        configure_expectations=make_expectations("annotations", dataset_dir=dataset),
-        result_format=result_format_for("annotations"),
-    )
+    op = _annotations_operator(dataset)
     ti = _TI()
     with pytest.raises(GXValidationFailed, match="expect_column_values_to_be_between"):
         op.execute({"ti": ti})
