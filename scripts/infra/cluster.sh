@@ -3,9 +3,9 @@
 #   etcd 127.0.0.1:2379 -> kube-apiserver 127.0.0.1:6443 (token auth, RBAC, SA keys)
 #   -> kube-controller-manager + kube-scheduler (no leader election)
 #   -> containerd (own config/socket/root, CRI) -> kubelet (node "localhost", 127.0.0.1:10250)
-#   -> CNI bridge "detectops0" + host-local IPAM, pods in 10.244.0.0/24.
-# No kube-proxy and no cluster DNS: Service IPs do not route. Pods that talk to the apiserver
-# use hostNetwork with KUBERNETES_SERVICE_HOST=127.0.0.1, KUBERNETES_SERVICE_PORT=6443.
+#   -> CNI bridge "detectops0" (gateway 10.244.0.1) + host-local IPAM, pods in 10.244.0.0/24
+#   -> kube-proxy (iptables; NodePorts on 127.0.0.1), the `kubernetes` Service reachable from
+#      pods at 10.244.0.1:6443 (cluster-net.sh). No cluster DNS: use <NAME>_SERVICE_HOST.
 # Admin kubeconfig: $STATE/kubeconfig. Needs the pause image in the registry (base-image.sh).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,8 +17,6 @@ CTR="$K/containerd"
 CTR_SOCK="$CTR/containerd.sock"
 CNI_CONF="$K/cni/net.d"
 KUBELET_ROOT="$K/kubelet"
-POD_CIDR="10.244.0.0/24"
-BRIDGE="detectops0"
 PAUSE_IMAGE="$REGISTRY_ADDR/detectops/pause:3.2"
 export KUBECONFIG="$STATE/kubeconfig"
 
@@ -45,19 +43,23 @@ start_daemon etcd etcd --name detectops --data-dir "$K/etcd" \
 wait_for etcd 30 curl -fsS http://127.0.0.1:2379/health || { check_daemon etcd; exit 1; }
 
 # ---- kube-apiserver ----------------------------------------------------------------------
-start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
-  --etcd-servers=http://127.0.0.1:2379 \
-  --bind-address=127.0.0.1 --secure-port=6443 --advertise-address=127.0.0.1 --insecure-port=0 \
-  --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
-  --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
-  --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-  --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
-  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-  --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
-  --kubelet-client-certificate="$P/apiserver-kubelet-client.crt" \
-  --kubelet-client-key="$P/apiserver-kubelet-client.key" \
-  --kubelet-preferred-address-types=Hostname --endpoint-reconciler-type=none \
+APISERVER_ARGS=(
+  --etcd-servers=http://127.0.0.1:2379
+  --bind-address=127.0.0.1 --secure-port=6443 --advertise-address=127.0.0.1 --insecure-port=0
+  --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key"
+  --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv"
+  --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+  --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key"
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local
+  --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true
+  --kubelet-client-certificate="$P/apiserver-kubelet-client.crt"
+  --kubelet-client-key="$P/apiserver-kubelet-client.key"
+  --kubelet-preferred-address-types=Hostname --endpoint-reconciler-type=none
   --profiling=false --v=1
+)
+# Restarted when its certificate, tokens or flags changed (e.g. a SAN added by pki.sh).
+restart_if_changed kube-apiserver "$(fingerprint "$P/apiserver.crt" "$P/tokens.csv" -- "${APISERVER_ARGS[@]}")"
+start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" "${APISERVER_ARGS[@]}"
 apiserver_ready() { kubectl get --raw /readyz; }
 wait_for kube-apiserver 90 apiserver_ready || { check_daemon kube-apiserver; exit 1; }
 
@@ -99,7 +101,8 @@ cat > "$CNI_CONF/10-detectops.conflist" <<JSON
   ]
 }
 JSON
-if ! ip link show "$BRIDGE" >/dev/null 2>&1; then touch "$K/cni/created-$BRIDGE"; fi
+# The bridge, the Service range's route, the apiserver for pods, kube-proxy.
+"$INFRA_SCRIPTS/cluster-net.sh"
 
 # ---- containerd (CRI) ---------------------------------------------------------------------
 cat > "$CTR/certs.d/$REGISTRY_ADDR/hosts.toml" <<TOML

@@ -48,6 +48,25 @@ our_shims() {
   done
 }
 
+# kube-proxy first: then its iptables rules and ipsets go (`--cleanup` needs ipset in
+# iptables mode) and route_localnet gets the machine's own value back.
+K="$STATE/k8s"
+stop kube-proxy
+if [ -x "$K8S_BIN/kube-proxy" ] && [ -e "$K/net/route_localnet.orig" ]; then
+  "$K8S_BIN/kube-proxy" --cleanup --proxy-mode=iptables >>"$LOGS/kube-proxy.log" 2>&1 \
+    && log "kube-proxy --cleanup: Service rules removed" \
+    || log "kube-proxy --cleanup failed (see $LOGS/kube-proxy.log)"
+fi
+if [ -s "$K/net/route_localnet.orig" ]; then
+  cat "$K/net/route_localnet.orig" > /proc/sys/net/ipv4/conf/all/route_localnet
+  log "net.ipv4.conf.all.route_localnet restored to $(cat "$K/net/route_localnet.orig")"
+  rm -f "$K/net/route_localnet.orig"
+fi
+# The forwarders from the bridge address to host services (apiserver, MLflow, ...).
+for f in "$PIDS"/bridge-fwd-*.pid; do
+  [ -e "$f" ] || continue
+  n="$(basename "$f" .pid)"; stop "$n"
+done
 # Stop the kubelet first so it does not restart containers while the rest goes away.
 stop kubelet
 # Stop the pod sandboxes/containers cleanly through CRI while containerd still runs.
@@ -86,8 +105,13 @@ if [ -d "$STATE" ]; then
 fi
 # Pod network namespaces were mounted under our state dir (netns_mounts_under_state_dir) and
 # unmounted above; with their processes gone the kernel frees them and their veths.
+# The Service range's route (it would also go with the bridge; not when the bridge is not ours).
+if [ -e "$K/net/route-$BRIDGE" ]; then
+  ip route del "$SERVICE_CIDR" dev "$BRIDGE" 2>/dev/null && log "removed route $SERVICE_CIDR dev $BRIDGE" || true
+  rm -f "$K/net/route-$BRIDGE"
+fi
 # shellcheck disable=SC2043  # one bridge today; the list is where a second would go
-for br in detectops0; do
+for br in "$BRIDGE"; do
   if [ -e "$STATE/k8s/cni/created-$br" ] && ip link show "$br" >/dev/null 2>&1; then
     ip link delete "$br" && log "removed bridge $br"
   fi

@@ -14,7 +14,9 @@ PKGS=(
   etcd-server                          # etcd 3.4 for kube-apiserver
   containernetworking-plugins          # CNI bridge + host-local IPAM (/usr/lib/cni)
   debootstrap                          # builds the local bookworm base image (no pulls here)
-  iproute2 iptables socat conntrack    # pod networking / port-forward helpers
+  iproute2 iptables socat conntrack    # pod networking / port-forward helpers; socat also
+                                       # forwards the bridge address to host services (bridge-forward.sh)
+  ipset                                # kube-proxy --cleanup (iptables mode) needs it on down.sh
   xz-utils openssl ca-certificates curl
   gcc libc6-dev                        # the static pause binary for containerd's sandbox image
   util-linux mount

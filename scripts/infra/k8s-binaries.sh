@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Put kube-apiserver, kube-controller-manager, kube-scheduler and kubelet v1.20.2 into
+# Put kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy v1.20.2 into
 # $STATE/cache/kubernetes-v1.20.2/bin, once. Source: the prebuilt xz copies in
 # ../shared/cache/kubernetes-v1.20.2 (checked against SHA256SUMS) when present, else a build
 # from Debian's `kubernetes` source package (k8s-build-from-source.sh, ~8 min on 2 cores).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 all_present() { for b in "${BINS[@]}"; do [ -x "$K8S_BIN/$b" ] || return 1; done; }
 

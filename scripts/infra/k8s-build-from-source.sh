@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager, kube-scheduler and kubelet v1.20.2 from Debian
+# Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy v1.20.2 from Debian
 # bookworm's source package `kubernetes` (1.20.5+really1.20.2) with Debian's golang-go (1.19),
 # into OUT_DIR. Used by k8s-binaries.sh only when no prebuilt copy exists.
 # What works (docs/ENVIRONMENT.md): `make gen_openapi` first, then GOPATH mode
@@ -49,7 +49,7 @@ X="-X k8s.io/kubernetes/vendor/k8s.io/component-base/version.gitVersion=$V"
 X="$X -X k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version.gitVersion=$V"
 X="$X -X k8s.io/kubernetes/vendor/k8s.io/component-base/version.gitMajor=1"
 X="$X -X k8s.io/kubernetes/vendor/k8s.io/component-base/version.gitMinor=20"
-for b in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   log "go build ./cmd/$b"
   go build -ldflags "-s -w $X" -o "$OUT/.$b.tmp" "./cmd/$b"
   mv "$OUT/.$b.tmp" "$OUT/$b"

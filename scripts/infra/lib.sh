@@ -80,3 +80,53 @@ apt_mirror() {
   fi
   echo "${m:-http://deb.debian.org/debian}"
 }
+
+# stop_daemon NAME [TIMEOUT_S]: SIGTERM the recorded process, SIGKILL after TIMEOUT_S (20);
+# forget its PID. Does nothing when NAME is not running.
+stop_daemon() {
+  local name="$1" timeout="${2:-20}" pid start
+  if pid_alive "$name"; then
+    pid="$(cat "$PIDS/$name.pid")"
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    start=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+      if (( SECONDS - start >= timeout )); then
+        log "$name (pid $pid) did not exit in ${timeout}s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+    done
+  fi
+  rm -f "$PIDS/$name.pid" "$PIDS/$name.cmd"
+}
+
+# restart_if_changed NAME FINGERPRINT: a running NAME started with other inputs (flags,
+# certificates, token files: whatever the caller hashes into FINGERPRINT) is stopped, so the
+# next start_daemon starts it on the current ones. Records FINGERPRINT for the next run.
+restart_if_changed() {
+  local name="$1" fp="$2" file="$PIDS/$1.fingerprint"
+  mkdir -p "$PIDS"
+  if pid_alive "$name" && [ "$(cat "$file" 2>/dev/null)" != "$fp" ]; then
+    log "$name was started with other flags or files: restarting it"
+    # 5 s: the apiserver stops listening at once but then lingers on open watches for ~60 s.
+    stop_daemon "$name" 5
+  fi
+  printf '%s' "$fp" > "$file"
+}
+
+# fingerprint FILE... -- ARG... : one hash of the files' contents and the arguments.
+fingerprint() {
+  local files=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do files+=("$1"); shift; done
+  [ "${1:-}" = -- ] && shift
+  { cat "${files[@]}" 2>/dev/null; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+}
+
+# The pod network: the CNI bridge, its own address (the pods' gateway, and the only address
+# where host services listen for pods), the pod and Service ranges.
+BRIDGE="detectops0"
+BRIDGE_IP="10.244.0.1"
+POD_CIDR="10.244.0.0/24"
+SERVICE_CIDR="10.0.0.0/24"

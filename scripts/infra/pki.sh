@@ -36,11 +36,25 @@ if [ ! -s ca.crt ]; then
     -out ca.crt
   log "created the cluster CA"
 fi
-# The apiserver is reached as 127.0.0.1 (host, hostNetwork pods with
-# KUBERNETES_SERVICE_HOST=127.0.0.1) and by the in-cluster names; 10.0.0.1 is the Service IP.
-sign apiserver kube-apiserver "" \
-  IP:127.0.0.1 IP:10.0.0.1 DNS:localhost DNS:kubernetes DNS:kubernetes.default \
-  DNS:kubernetes.default.svc DNS:kubernetes.default.svc.cluster.local
+# The apiserver is reached as 127.0.0.1 (host), as 10.244.0.1 (the bridge address, where a
+# forwarder listens for pods: the `kubernetes` Service's endpoint), as 10.0.0.1 (that Service's
+# ClusterIP, what in-cluster config uses) and by the in-cluster names.
+APISERVER_SANS=(IP:127.0.0.1 IP:10.244.0.1 IP:10.0.0.1 DNS:localhost DNS:kubernetes DNS:kubernetes.default
+                DNS:kubernetes.default.svc DNS:kubernetes.default.svc.cluster.local)
+# A certificate from an older up.sh may lack a SAN added since: issue it again (same CA, so
+# kubeconfigs and ServiceAccount tokens stay valid; cluster.sh restarts the apiserver on it).
+if [ -s apiserver.crt ]; then
+  have="$(openssl x509 -in apiserver.crt -noout -ext subjectAltName 2>/dev/null | tr -d ' ' | tr ',' '\n' \
+          | sed 's/^IPAddress:/IP:/')"
+  for san in "${APISERVER_SANS[@]}"; do
+    if ! grep -qxF "$san" <<<"$have"; then
+      log "apiserver.crt lacks $san: issuing it again"
+      rm -f apiserver.crt apiserver.key
+      break
+    fi
+  done
+fi
+sign apiserver kube-apiserver "" "${APISERVER_SANS[@]}"
 sign apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
 sign kubelet localhost "" IP:127.0.0.1 DNS:localhost
 if [ ! -s sa.key ]; then
@@ -60,6 +74,12 @@ if [ ! -s tokens.csv ]; then
   } > tokens.csv.tmp
   mv tokens.csv.tmp tokens.csv
   log "created bearer tokens"
+fi
+# kube-proxy's user: the built-in ClusterRoleBinding system:node-proxier grants it what it needs.
+# Appended, so tokens.csv from an older up.sh gains it (cluster.sh restarts the apiserver).
+if ! awk -F, '$2=="system:kube-proxy" {found=1} END {exit !found}' tokens.csv; then
+  echo "$(openssl rand -hex 16),system:kube-proxy,kube-proxy" >> tokens.csv
+  log "added the kube-proxy bearer token"
 fi
 
 # kubeconfig FILE USER
@@ -89,3 +109,4 @@ kubeconfig "$STATE/kubeconfig" admin
 kubeconfig "$P/kubelet.kubeconfig" system:node:localhost
 kubeconfig "$P/controller-manager.kubeconfig" system:kube-controller-manager
 kubeconfig "$P/scheduler.kubeconfig" system:kube-scheduler
+kubeconfig "$P/kube-proxy.kubeconfig" system:kube-proxy

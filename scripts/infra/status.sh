@@ -5,7 +5,8 @@ set -uo pipefail
 
 rc=0
 printf '%-24s %-8s %s\n' COMPONENT PID STATE
-for name in dockerd registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+for name in dockerd registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet \
+            kube-proxy bridge-fwd-6443; do
   if pid_alive "$name"; then
     printf '%-24s %-8s %s\n' "$name" "$(cat "$PIDS/$name.pid")" running
   elif [ -s "$PIDS/$name.pid" ]; then

@@ -2,7 +2,8 @@
 # Bring up DetectOps' local infrastructure, all on 127.0.0.1, all state under
 # $DETECTOPS_INFRA_DIR (default $REPO/.state/infra):
 #   Docker engine (unix://$STATE/docker.sock), registry 127.0.0.1:5000, base + pause images,
-#   and a single-node Kubernetes v1.20.2 cluster (apiserver 127.0.0.1:6443).
+#   and a single-node Kubernetes v1.20.2 cluster (apiserver 127.0.0.1:6443) with kube-proxy;
+#   pods reach the apiserver (Service `kubernetes`) and host services at the bridge's 10.244.0.1.
 # If KUBECONFIG already points at a reachable cluster, that cluster is used instead of ours.
 # Idempotent: running pieces are left alone. Then: `. $STATE/env.sh`. Stop: down.sh.
 set -euo pipefail
@@ -32,6 +33,10 @@ if [ -z "$external" ]; then
   KUBECONFIG="$ours" "$INFRA_SCRIPTS/cluster.sh"
 fi
 
+local_bridge_ip="" local_pod_cidr="" local_service_cidr=""
+if [ -z "$external" ]; then
+  local_bridge_ip="$BRIDGE_IP" local_pod_cidr="$POD_CIDR" local_service_cidr="$SERVICE_CIDR"
+fi
 cat > "$STATE/env.sh.tmp" <<ENV
 # Written by scripts/infra/up.sh; source it: . $STATE/env.sh
 export DETECTOPS_INFRA_DIR="$STATE"
@@ -40,6 +45,11 @@ export KUBECONFIG="${external:-$ours}"
 export DETECTOPS_REGISTRY="$REGISTRY_ADDR"
 export DETECTOPS_BASE_IMAGE="$REGISTRY_ADDR/detectops/base:bookworm"
 export DETECTOPS_KUBE_EXTERNAL="${external:+1}"
+# Pods reach host services (MLflow, the apiserver) only at the bridge's own address; empty with
+# an external cluster. Service ClusterIPs: never from the host, use NodePorts on 127.0.0.1.
+export DETECTOPS_BRIDGE_IP="$local_bridge_ip"
+export DETECTOPS_POD_CIDR="$local_pod_cidr"
+export DETECTOPS_SERVICE_CIDR="$local_service_cidr"
 ENV
 mv "$STATE/env.sh.tmp" "$STATE/env.sh"
 log "up in $((SECONDS - t0))s. Use it with:  . $STATE/env.sh   Stop it with: $INFRA_SCRIPTS/down.sh"
