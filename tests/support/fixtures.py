@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
+from detectops.platform_net import bridge_forward, bridge_ip
 from tests.support.services import ServiceStartError, start_mlflow_server, stop_process
 
 
@@ -19,6 +21,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real MLflow tracking server + registry; ``MLFLOW_TRACKING_URI`` points at it.
 
     ``DETECTOPS_TEST_MLFLOW_URI`` uses an already running server instead of starting one.
+    When the local cluster runs, pods reach the server at
+    ``detectops.platform_net.pod_reachable_url(url)`` (a forwarder on the bridge address).
     """
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     external = os.environ.get("DETECTOPS_TEST_MLFLOW_URI")
@@ -35,9 +39,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "and set DETECTOPS_TEST_MLFLOW_URI=http://127.0.0.1:5000"
             )
     os.environ["MLFLOW_TRACKING_URI"] = url
+    forward = None
     try:
+        if bridge_ip() is not None and urlsplit(url).hostname in ("127.0.0.1", "localhost"):
+            forward = bridge_forward(urlsplit(url).port)
         yield url
     finally:
+        if forward is not None:
+            forward.stop()
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:

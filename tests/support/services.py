@@ -88,7 +88,7 @@ def start_mlflow_server(tmp_dir: str | Path, *, port: int | None = None, timeout
             [
                 str(exe), "server",
                 "--backend-store-uri", f"sqlite:///{tmp_dir / 'mlflow.db'}",
-                "--artifacts-destination", str(tmp_dir / "artifacts"),
+                "--artifacts-destination", str(tmp_dir / "artifacts"), "--serve-artifacts",
                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
             ],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
