@@ -6,8 +6,10 @@ time, so it imports nothing heavy at module level; everything else happens insid
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,12 +19,52 @@ KUBERNETES_CONN_ID = "kubernetes_default"
 
 
 def dag_defaults(owner: str = "detectops") -> dict[str, Any]:
-    """default_args shared by every DetectOps DAG: an owner, and retries for transient faults."""
+    """default_args shared by every DetectOps DAG: an owner, and retries with backoff for transient faults.
+
+    Deterministic failures must not use these retries: wrap a task's callable with
+    ``fail_fast_unless_transient`` so they fail at once.
+    """
     return {
         "owner": owner,
-        "retries": 1,
-        "retry_delay": timedelta(seconds=30),
+        "retries": 3,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,  # 20 s, 40 s, 80 s: enough for MLflow or a pod to come back
+        "max_retry_delay": timedelta(minutes=5),
     }
+
+
+def fail_fast_unless_transient(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a task's callable so that only transient faults are retried (``detectops.errors.is_transient``).
+
+    A data, validation, gate, promotion or rollback failure raises ``AirflowFailException``
+    (the task fails at once, whatever its ``retries``); a network error, a 5xx, a timeout or a
+    service starting up propagates unchanged and Airflow retries it with backoff. Airflow's own
+    control-flow exceptions (skip, fail, reschedule) pass through untouched. Use it under
+    ``@task``::
+
+        @task
+        @fail_fast_unless_transient
+        def register(...): ...
+    """
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            from airflow.sdk import exceptions as airflow
+
+            from detectops.errors import is_transient
+
+            control_flow = (airflow.AirflowSkipException, airflow.AirflowFailException, airflow.AirflowRescheduleException,
+                            airflow.DownstreamTasksSkipped, airflow.AirflowSensorTimeout)
+            if isinstance(exc, control_flow) or is_transient(exc):
+                raise
+            raise airflow.AirflowFailException(
+                f"{type(exc).__name__}: {exc}\n(not retried: this failure is deterministic, a retry would repeat it)"
+            ) from exc
+
+    return run
 
 
 def deployer_pod_settings() -> dict[str, Any]:
