@@ -33,11 +33,14 @@ def _make_readable(root: Path) -> None:
         path.chmod(mode | extra)
 
 
-def assemble_context(model_dir: str | Path, dest: str | Path, *, include_dir: Path | None = None) -> Path:
-    """Fill ``dest`` (an empty or missing directory) with the build context; return it."""
+def assemble_context(model_dir: str | Path | None, dest: str | Path, *, include_dir: Path | None = None) -> Path:
+    """Fill ``dest`` (an empty or missing directory) with the build context; return it.
+
+    ``model_dir=None`` makes the context of the pipeline image (the code, no model).
+    """
     include_dir = Path(include_dir or settings.INCLUDE_DIR)
-    model_dir = Path(model_dir)
-    if not (model_dir / "saved_model.pb").is_file():
+    model_dir = Path(model_dir) if model_dir is not None else None
+    if model_dir is not None and not (model_dir / "saved_model.pb").is_file():
         raise BuildError(
             f"{model_dir} is not a TensorFlow SavedModel (no saved_model.pb): pass the directory "
             "returned by detectops.models.fetch_model(...).path or a trained model's export dir."
@@ -48,7 +51,8 @@ def assemble_context(model_dir: str | Path, dest: str | Path, *, include_dir: Pa
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(include_dir, dest / "include", ignore=_IGNORE, dirs_exist_ok=True)
-    shutil.copytree(model_dir, dest / "model", ignore=_IGNORE, dirs_exist_ok=True)
+    if model_dir is not None:
+        shutil.copytree(model_dir, dest / "model", ignore=_IGNORE, dirs_exist_ok=True)
     pyproject = include_dir.parent / "pyproject.toml"
     if pyproject.is_file():
         shutil.copy2(pyproject, dest / "pyproject.toml")

@@ -109,9 +109,10 @@ class _BuildLog:
 
 
 def build_image(
-    model_dir: str | Path,
+    model_dir: str | Path | None,
     tags: Iterable[str],
     *,
+    target: str | None = None,
     build_args: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     base_image: str | None = None,
@@ -122,6 +123,9 @@ def build_image(
     client=None,
 ) -> str:
     """Build the image with ``model_dir`` baked in, tag it with every tag in ``tags``; return its id.
+
+    ``target`` picks the Dockerfile stage: ``detector`` (the default, the last stage) or
+    ``pipeline`` (the code without a model; ``model_dir`` is then None).
 
     ``base_image`` defaults to ``DETECTOPS_BASE_IMAGE`` or the Dockerfile's official Python image.
     ``build_args`` may set MODEL_VERSION, DATASET_SHA256, GIT_COMMIT (they become OCI labels).
@@ -152,6 +156,7 @@ def build_image(
                     path=str(ctx), dockerfile=DOCKERFILE, tag=tags[0], buildargs=args,
                     labels=dict(labels or {}), decode=True, network_mode="host",
                     rm=True, forcerm=True, pull=False, nocache=nocache,
+                    **({"target": target} if target else {}),
                 )
                 for chunk in stream:
                     tracker.feed(chunk)

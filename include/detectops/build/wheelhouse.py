@@ -120,8 +120,10 @@ def serve_wheelhouse(directory: Path, port: int | None = None) -> Iterator[str]:
 
 
 #: The image's direct runtime dependencies; requirements-runtime.txt pins their whole closure.
+#: mlflow-skinny (the client, without the server) and pycocotools are for training pods: they log
+#: to MLflow, read datasets from its artifact store, and compute validation AP.
 RUNTIME_ROOTS = ("tensorflow-cpu", "numpy", "pillow", "fastapi", "uvicorn", "python-multipart",
-                 "prometheus-client", "kubernetes", "requests")
+                 "prometheus-client", "kubernetes", "requests", "mlflow-skinny", "pycocotools")
 
 
 def runtime_pins(roots: tuple[str, ...] = RUNTIME_ROOTS) -> str:

@@ -1,0 +1,72 @@
+"""A small client of Airflow's REST API (v2) for what tasks and the CLI do to Airflow itself.
+
+Tasks set their run's note and the CLI emits Asset events through the same public API a
+person or a CI workflow uses: a JWT from ``POST /auth/token``, then ``Authorization: Bearer``.
+The address and login come from the ``detectops_airflow_api`` connection (tasks) or from
+options and ``DETECTOPS_AIRFLOW_*`` environment variables (the CLI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from detectops.errors import ServiceUnavailableError
+
+AIRFLOW_API_CONN_ID = "detectops_airflow_api"
+
+
+@dataclass
+class AirflowApi:
+    base_url: str
+    username: str
+    password: str
+    timeout: float = 30
+
+    def _session(self):
+        import requests
+
+        session = requests.Session()
+        try:
+            resp = session.post(f"{self.base_url.rstrip('/')}/auth/token",
+                                json={"username": self.username, "password": self.password}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ServiceUnavailableError(f"Airflow's API at {self.base_url} did not answer ({exc})") from exc
+        if resp.status_code in (401, 403):
+            raise PermissionError(f"Airflow at {self.base_url} refused the login of {self.username!r}: check the password")
+        resp.raise_for_status()
+        session.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+        return session
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        session = self._session()
+        resp = session.request(method, f"{self.base_url.rstrip('/')}/api/v2/{path.lstrip('/')}",
+                               timeout=self.timeout, **kwargs)
+        if resp.status_code >= 500:
+            raise ServiceUnavailableError(f"Airflow answered {resp.status_code} to {method} {path}: {resp.text[:300]}")
+        if resp.status_code >= 400:
+            raise ValueError(f"Airflow refused {method} {path} (HTTP {resp.status_code}): {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
+        self.call("PATCH", f"dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}", json={"note": note})
+
+    def asset_id(self, uri: str) -> int:
+        assets = self.call("GET", "assets", params={"uri_pattern": uri}).get("assets", [])
+        exact = [a for a in assets if a.get("uri") == uri]
+        if not exact:
+            raise LookupError(f"Airflow knows no asset {uri!r}: is the DAG that uses it parsed?")
+        return int(exact[0]["id"])
+
+    def emit_asset_event(self, uri: str, extra: dict[str, Any]) -> dict[str, Any]:
+        return self.call("POST", "assets/events", json={"asset_id": self.asset_id(uri), "extra": extra})
+
+
+def from_connection(conn_id: str = AIRFLOW_API_CONN_ID) -> AirflowApi:
+    """The API of the ``detectops_airflow_api`` connection (HTTP: host, port, login, password)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    port = f":{conn.port}" if conn.port else ""
+    return AirflowApi(f"{conn.schema or 'http'}://{conn.host}{port}", conn.login or "", conn.password or "")
