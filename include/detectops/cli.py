@@ -37,9 +37,18 @@ def cmd_fetch_model(args: argparse.Namespace) -> Any:
 def cmd_validate(args: argparse.Namespace) -> Any:
     from detectops.pipeline import resolve_dataset
     from detectops.quality import validate_dataset
+    from detectops.quality.purpose import resolve_purpose
 
     dataset = resolve_dataset(args.dataset)
-    report = validate_dataset(dataset["path"], report_dir=args.report_dir)
+    label_map = None
+    if args.label_map is not None:
+        from detectops.models.labels import read_label_map_file
+
+        label_map = read_label_map_file(args.label_map)
+    # The label map names the classes being trained; the allowed ids stay the dataset's own
+    # unless a label map is given.
+    report = validate_dataset(dataset["path"], label_map=label_map, report_dir=args.report_dir,
+                              purpose=resolve_purpose(args.purpose, label_map))
     report.raise_for_failure()
     return report.to_dict()
 
@@ -104,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "Run the Great Expectations suites on a COCO dataset.")
     p.add_argument("dataset", help="real-eval or a COCO dataset directory")
     p.add_argument("--report-dir", type=Path, default=None)
+    p.add_argument("--purpose", choices=["evaluation", "training"], default="evaluation",
+                   help="evaluation: no class must have boxes; training: every class of --label-map must")
+    p.add_argument("--label-map", type=Path, default=None, help='JSON {"1": "name", ...} of the classes being trained')
 
     p = add("evaluate", cmd_evaluate, "Evaluate a detector on a dataset and log it to MLflow.")
     p.add_argument("--model", default="centernet")

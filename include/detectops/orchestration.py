@@ -124,7 +124,7 @@ def kube_config_path(conn_id: str = KUBERNETES_CONN_ID) -> str | None:
     return extra.get("kube_config_path") or extra.get("extra__kubernetes__kube_config_path")
 
 
-def validate_table_with_gx(dataset: dict, table: str, context: dict) -> dict:
+def validate_table_with_gx(dataset: dict, table: str, context: dict, purpose: dict | str | None = None) -> dict:
     """Validate one table of a COCO dataset with the GX provider's ``GXValidateDataFrameOperator``.
 
     The provider's operator loads its DataFrame in ``__init__`` (at DAG parse time) and
@@ -134,6 +134,9 @@ def validate_table_with_gx(dataset: dict, table: str, context: dict) -> dict:
     validation result to XCom and raises ``GXValidationFailed`` on failure; we turn that
     into a ``DataValidationError`` that names the failed expectations with example rows,
     and keep the full result as a JSON report for MLflow.
+
+    ``purpose``: what the data is for (``detectops.quality.purpose.Purpose.to_dict()`` or
+    ``"evaluation"``; default evaluation): only the classes it needs must have boxes.
     """
     from great_expectations_provider.common.errors import GXValidationFailed
     from great_expectations_provider.operators.validate_dataframe import GXValidateDataFrameOperator
@@ -148,7 +151,7 @@ def validate_table_with_gx(dataset: dict, table: str, context: dict) -> dict:
     operator = GXValidateDataFrameOperator(
         task_id=f"gx_{table}",
         configure_dataframe=make_dataframe_loader(dataset["path"], table),
-        configure_expectations=make_expectations(table, dataset_dir=dataset["path"]),
+        configure_expectations=make_expectations(table, dataset_dir=dataset["path"], purpose=purpose),
         result_format=result_format_for(table),
     )
     # The operator hands its result to ti.xcom_push; capture it to write the report and

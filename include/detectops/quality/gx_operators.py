@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping
 
+from detectops.quality.purpose import Purpose, resolve_purpose
 from detectops.quality.suites import Bounds, build_suite
-from detectops.quality.validate import INDEX_COLUMN, MAX_EXAMPLES, failed_expectations
+from detectops.quality.validate import INDEX_COLUMN, MAX_EXAMPLES, describe_failure, failed_expectations
 
 
 def make_dataframe_loader(dataset_dir: str | os.PathLike[str], table: str, deep: bool = False) -> Callable[[], Any]:
@@ -36,10 +37,13 @@ def make_dataframe_loader(dataset_dir: str | os.PathLike[str], table: str, deep:
 
 def make_expectations(table: str, label_map: Mapping[Any, str] | None = None,
                       bounds: Bounds | Mapping[str, Any] | None = None,
-                      dataset_dir: str | os.PathLike[str] | None = None) -> Callable[[Any], Any]:
+                      dataset_dir: str | os.PathLike[str] | None = None,
+                      purpose: Purpose | str | Mapping[str, Any] | None = None) -> Callable[[Any], Any]:
     """``(gx_context) -> ExpectationSuite`` for ``table``.
 
     ``label_map`` defaults to the categories of ``dataset_dir`` (read when the operator runs).
+    ``purpose`` (a :class:`~detectops.quality.purpose.Purpose`, its dict or name; default
+    evaluation) says which classes need boxes.
     """
 
     def configure(context: Any):
@@ -50,7 +54,7 @@ def make_expectations(table: str, label_map: Mapping[Any, str] | None = None,
             lm = CocoDataset.load(dataset_dir).label_map()
         lm = {int(k): str(v) for k, v in lm.items()} if lm is not None else None
         b = bounds if isinstance(bounds, Bounds) else Bounds.from_dict(bounds)
-        suite = build_suite(table, lm, b)
+        suite = build_suite(table, lm, b, resolve_purpose(purpose, lm))
         # Ephemeral contexts may be reused inside one worker process: add or replace.
         try:
             context.suites.delete(suite.name)
@@ -76,7 +80,7 @@ def summarize_gx_result(result: Mapping[str, Any], table: str = "") -> str:
     lines = [f"{table or 'table'}: {len(fails)} expectation(s) failed:"]
     for f in fails:
         col = f" column '{f['column']}'" if f.get("column") else ""
-        what = f"{f['unexpected_count']} bad row(s)" if f.get("unexpected_count") is not None else f"observed {f.get('observed')!r}"
+        what = describe_failure(f)
         ex = "; ".join(", ".join(f"{k}={v!r}" for k, v in e.items()) for e in f["examples"])
         lines.append(f"  - {f['expectation']}{col}: {what}" + (f"; e.g. {ex}" if ex else ""))
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from detectops.quality.purpose import Purpose
 from detectops.quality.tables import ANNOTATIONS_COLUMNS, CLASS_COUNTS_COLUMNS, IMAGES_COLUMNS
 
 TABLES: tuple[str, ...] = ("images", "annotations", "class_counts")
@@ -37,7 +38,8 @@ class Bounds:
     max_image_side: int = 8192
     #: Pixels a box may reach past the right/bottom edge (COCO exports round; 1 px is noise).
     box_tolerance_px: float = 1.0
-    #: Every category in the table needs at least this many boxes (0 turns the check off).
+    #: Boxes each *required* class needs (a :class:`~detectops.quality.purpose.Purpose` says which
+    #: classes are required and sets these two; 0 / None turn the checks off).
     min_class_count: int = 1
     max_class_count: int | None = None
     min_images: int = 1
@@ -56,13 +58,15 @@ def suite_name(table: str) -> str:
 
 
 def build_expectations(table: str, label_map: Mapping[int, str] | None = None,
-                       bounds: Bounds | None = None) -> list:
+                       bounds: Bounds | None = None, purpose: "Purpose | None" = None) -> list:
     """The list of GX Expectation objects for ``table`` (see :func:`build_suite`)."""
     import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
 
     if table not in TABLES:
         raise ValueError(f"Unknown table {table!r}; choose from {TABLES}.")
-    b = bounds or Bounds()
+    purpose = purpose or Purpose.evaluation()
+    b = purpose.apply(bounds or Bounds())
     cols = _COLUMNS[table]
     ex: list = [gxe.ExpectTableColumnsToMatchSet(column_set=list(cols), exact_match=False)]
     ex += [gxe.ExpectColumnValuesToBeInTypeList(column=c, type_list=t) for c, t in _TYPES[table].items()]
@@ -103,20 +107,29 @@ def build_expectations(table: str, label_map: Mapping[int, str] | None = None,
             ex.append(gxe.ExpectColumnValuesToBeInSet(column="category_id", value_set=valid_ids))
     else:  # class_counts
         if valid_ids is not None:
-            ex.append(gxe.ExpectColumnValuesToBeInSet(column="category_id", value_set=valid_ids))
-        if b.min_class_count > 0 or b.max_class_count is not None:
+            # Only categories that have boxes: a full export declares classes this model never sees.
+            ex.append(gxe.ExpectColumnValuesToBeInSet(column="category_id", value_set=valid_ids,
+                                                      row_condition=Column("count") > 0))
+        if purpose.required_classes and (b.min_class_count > 0 or b.max_class_count is not None):
+            # Per-class bounds hold for the classes the purpose needs, and only for them.
+            required = list(purpose.required_classes)
+            if b.min_class_count > 0:  # a required class nobody even declared has no row at all
+                ex.append(gxe.ExpectColumnDistinctValuesToContainSet(column="category_id", value_set=required))
             ex.append(gxe.ExpectColumnValuesToBeBetween(
-                column="count", min_value=b.min_class_count or None, max_value=b.max_class_count))
+                column="count", min_value=b.min_class_count or None, max_value=b.max_class_count,
+                row_condition=Column("category_id").is_in(required)))
     return ex
 
 
-def build_suite(table: str, label_map: Mapping[int, str] | None = None, bounds: Bounds | None = None):
+def build_suite(table: str, label_map: Mapping[int, str] | None = None, bounds: Bounds | None = None,
+                purpose: "Purpose | None" = None):
     """A ``gx.ExpectationSuite`` named ``detectops_<table>`` for one of :data:`TABLES`.
 
     ``label_map`` (``{category_id: name}``) sets the allowed category ids; ``None`` skips that
-    check. ``bounds`` defaults to :class:`Bounds()`.
+    check. ``bounds`` defaults to :class:`Bounds()`. ``purpose`` (default: evaluation, which
+    needs no class) names the classes that need boxes and overrides the per-class bounds.
     """
     import great_expectations as gx
 
     return gx.ExpectationSuite(name=suite_name(table),
-                               expectations=build_expectations(table, label_map, bounds))
+                               expectations=build_expectations(table, label_map, bounds, purpose))

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from detectops.data.coco import CocoDataset
 from detectops.errors import DataValidationError
 from detectops.fsutil import atomic_write_text
+from detectops.quality.purpose import Purpose, resolve_purpose
 from detectops.quality.suites import TABLES, Bounds, build_suite
 
 #: What GX returns per expectation: counts plus up to this many example rows, keyed by ``id``.
@@ -72,10 +73,23 @@ def failed_expectations(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         if "observed_value" in res:
             failure["observed"] = _plain(res["observed_value"])
+        if res.get("partial_missing_list"):  # a set expectation: values that should be there and are not
+            failure["missing"] = _plain(res["partial_missing_list"])
         if r.get("exception_info", {}).get("raised_exception"):
             failure["exception"] = str(r["exception_info"].get("exception_message"))[:300]
         out.append(failure)
     return out
+
+
+def describe_failure(f: Mapping[str, Any]) -> str:
+    """What went wrong in one failure of :func:`failed_expectations`, in a few words."""
+    if f.get("unexpected_count") is not None:
+        return f"{f['unexpected_count']} bad row(s)"
+    if f.get("missing"):
+        return f"missing {f['missing']!r}"
+    if "observed" in f:
+        return f"observed {f.get('observed')!r}"
+    return f.get("exception", "failed")
 
 
 @dataclass
@@ -112,8 +126,7 @@ class ValidationReport:
         lines = [head]
         for f in fails:
             col = f" column '{f['column']}'" if f.get("column") else ""
-            what = f"{f['unexpected_count']} bad row(s)" if f.get("unexpected_count") is not None else (
-                f"observed {f.get('observed')!r}" if "observed" in f else f.get("exception", "failed"))
+            what = describe_failure(f)
             ex = "; ".join(", ".join(f"{k}={v!r}" for k, v in e.items()) for e in f.get("examples", []))
             lines.append(f"  - {f['table']}: {f['expectation']}{col}: {what}" + (f"; e.g. {ex}" if ex else ""))
         if self.path:
@@ -139,7 +152,7 @@ def _quiet_context():
 
 
 def run_suites(tables: Mapping[str, Any], label_map: Mapping[int, str] | None,
-               bounds: Bounds) -> dict[str, Any]:
+               bounds: Bounds, purpose: Purpose | None = None) -> dict[str, Any]:
     """Validate each table against its suite in one ephemeral GX context; ``{table: GX result}``."""
     import great_expectations as gx
 
@@ -148,7 +161,7 @@ def run_suites(tables: Mapping[str, Any], label_map: Mapping[int, str] | None,
     results = {}
     for table in TABLES:
         batch_def = source.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe(table)
-        suite = ctx.suites.add(build_suite(table, label_map, bounds))
+        suite = ctx.suites.add(build_suite(table, label_map, bounds, purpose))
         vd = ctx.validation_definitions.add(
             gx.ValidationDefinition(name=f"detectops_{table}", data=batch_def, suite=suite))
         results[table] = vd.run(
@@ -160,11 +173,14 @@ def run_suites(tables: Mapping[str, Any], label_map: Mapping[int, str] | None,
 
 def validate_dataset(root: str | os.PathLike[str], label_map: Mapping[Any, str] | None = None,
                      bounds: Bounds | Mapping[str, Any] | None = None,
-                     report_dir: str | os.PathLike[str] | None = None, deep: bool = False) -> ValidationReport:
+                     report_dir: str | os.PathLike[str] | None = None, deep: bool = False,
+                     purpose: Purpose | str | Mapping[str, Any] | None = None) -> ValidationReport:
     """Check a COCO dataset directory with the GX suites; never raises for bad *rows*.
 
     ``label_map``: allowed ``{category_id: name}`` (string keys accepted); defaults to the
-    dataset's own ``categories``. ``bounds``: :class:`Bounds` or its dict. ``report_dir``:
+    dataset's own ``categories``. ``bounds``: :class:`Bounds` or its dict. ``purpose``: what the
+    data is for (:class:`~detectops.quality.purpose.Purpose`, its dict, or ``"evaluation"`` /
+    ``"training"``; default evaluation): only the classes it needs must have boxes. ``report_dir``:
     where ``gx_results.json``, ``summary.txt`` and ``report.json`` go. ``deep``: decode every
     image fully instead of header + end-marker checks.
     """
@@ -178,9 +194,10 @@ def validate_dataset(root: str | os.PathLike[str], label_map: Mapping[Any, str] 
     if label_map is None:
         label_map = dataset.label_map()
     label_map = {int(k): str(v) for k, v in label_map.items()}
+    purpose = resolve_purpose(purpose, label_map)
     tables = dataset_tables(dataset, deep=deep)
     t1 = time.perf_counter()
-    results = run_suites(tables, label_map, bounds)
+    results = run_suites(tables, label_map, bounds, purpose)
     t2 = time.perf_counter()
 
     suites = []
@@ -192,7 +209,8 @@ def validate_dataset(root: str | os.PathLike[str], label_map: Mapping[Any, str] 
     report = ValidationReport(
         success=all(s["success"] for s in suites), dataset=str(root), suites=suites,
         statistics={"tables_s": round(t1 - t0, 3), "gx_s": round(t2 - t1, 3),
-                    "bounds": bounds.to_dict(), "label_map_size": len(label_map)},
+                    "bounds": purpose.apply(bounds).to_dict(), "label_map_size": len(label_map),
+                    "purpose": purpose.to_dict()},
     )
     if report_dir is not None:
         out = Path(report_dir)
