@@ -17,12 +17,15 @@ import pytest
 from kubernetes import client as k
 
 import detectops.deploy as deploy_mod
-from detectops.deploy import DeploymentRolledBack, rbac_manifests, serving_manifests
+from detectops.deploy import DeploymentRolledBack, DeploySpec, rbac_manifests, serving_manifests
 from detectops.deploy import rollout, smoke
 from detectops.deploy.rollout import Revision, RolloutFailed, pod_problem
 from detectops.errors import DeployError
 
 IMAGE = "127.0.0.1:5000/detectops/detector@sha256:" + "ab" * 32
+SPEC = DeploySpec(model_name="detector", model_version="7", image=IMAGE, namespace="ns")
+
+
 def now() -> datetime:
     """The time at the moment of the call: pod ages are measured against the clock."""
     return datetime.now(timezone.utc)
@@ -30,8 +33,7 @@ def now() -> datetime:
 
 # -- manifests --------------------------------------------------------------------------------------
 def test_deployment_is_hardened_probed_and_annotated() -> None:
-    dep, svc = serving_manifests(image=IMAGE, namespace="prod", name="detector", replicas=2,
-                                 model_version="7", env={"DETECTOPS_MIN_SCORE": "0.4"})
+    dep, svc = serving_manifests(SPEC.with_changes(namespace="prod", replicas=2, score_threshold=0.4))
     spec = dep["spec"]
     pod = spec["template"]["spec"]
     (c,) = pod["containers"]
@@ -49,13 +51,30 @@ def test_deployment_is_hardened_probed_and_annotated() -> None:
     assert {"name": "DETECTOPS_MIN_SCORE", "value": "0.4"} in c["env"]
     assert dep["metadata"]["annotations"]["detectops.io/model-version"] == "7"
     assert dep["metadata"]["annotations"]["detectops.io/image-digest"] == "sha256:" + "ab" * 32
-    assert svc["spec"]["selector"] == spec["selector"]["matchLabels"] == {"app.kubernetes.io/name": "detector"}
+    assert spec["selector"]["matchLabels"] == {"app.kubernetes.io/name": "detector"}
     assert dep["metadata"]["namespace"] == svc["metadata"]["namespace"] == "prod"
+    assert dep["metadata"]["annotations"]["detectops.io/model-name"] == "detector"
+
+
+def test_service_is_a_nodeport_that_selects_every_track_of_the_model() -> None:
+    stable, svc = serving_manifests(SPEC)
+    canary, canary_svc = serving_manifests(SPEC.with_changes(deployment="detector-canary", service="detector",
+                                                             track="canary"))
+    assert svc == canary_svc  # one Service in front of both tracks
+    assert svc["spec"]["type"] == "NodePort" and svc["metadata"]["name"] == "detector"
+    assert "nodePort" not in svc["spec"]["ports"][0]  # assigned by the API server, kept on replace
+    for dep, track in ((stable, "stable"), (canary, "canary")):
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= labels.items()
+        assert labels["detectops.io/track"] == track
+        # each Deployment owns only its own pods
+        assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert stable["spec"]["selector"] != canary["spec"]["selector"]
 
 
 def test_invalid_names_are_refused_with_a_reason() -> None:
     with pytest.raises(DeployError, match="not a valid Kubernetes name"):
-        serving_manifests(image=IMAGE, namespace="Prod_1", name="detector")
+        serving_manifests(SPEC.with_changes(namespace="Prod_1"))
 
 
 def test_deployer_role_is_namespaced_and_minimal() -> None:
@@ -72,14 +91,13 @@ def test_deployer_role_is_namespaced_and_minimal() -> None:
     assert granted[("apps", "replicasets")] <= {"get", "list", "watch"}  # read-only
 
 
-def test_deployer_pod_uses_host_network_and_in_cluster_config() -> None:
-    pod = deploy_mod.deployer_pod_manifest(deployer_image="img:1", image=IMAGE, namespace="prod", name="detector")
+def test_deployer_pod_is_an_ordinary_pod_running_the_spec() -> None:
+    pod = deploy_mod.deployer_pod_manifest(deployer_image="img:1", spec=SPEC.with_changes(namespace="prod"))
     assert pod["spec"]["serviceAccountName"] == "detectops-deployer"
-    assert pod["spec"]["hostNetwork"] is True
-    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
-    assert env == {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    assert "hostNetwork" not in pod["spec"]  # in-cluster config through the `kubernetes` Service
+    assert "env" not in pod["spec"]["containers"][0]
     args = pod["spec"]["containers"][0]["args"]
-    assert args[:3] == ["deploy", "--image", IMAGE] and "pods" in args
+    assert args[:2] == ["deploy", "--spec"] and DeploySpec.from_json(args[2]) == SPEC.with_changes(namespace="prod")
 
 
 # -- failure detection ------------------------------------------------------------------------------------
@@ -253,7 +271,7 @@ def wired(monkeypatch):
             raise state["rollout_error"]
         return _deployment(5 if calls["waits"] == 1 else 6, IMAGE)
 
-    def smoke_test(kube, namespace, name, **kw):
+    def smoke_test(kube, spec, **kw):
         if state["smoke_error"]:
             raise state["smoke_error"]
         return smoke.SmokeResult(targets=["http://10.0.0.5:8080"], num_detections=2, labels=["person", "dog"],
@@ -273,7 +291,7 @@ def wired(monkeypatch):
 
 def test_deploy_returns_what_serves_and_what_it_replaced(wired) -> None:
     calls, _ = wired
-    result = deploy_mod.deploy(IMAGE, "ns", "detector", smoke_via="pods", kube=object(), log=lambda _: None)
+    result = deploy_mod.deploy(SPEC, kube=object(), log=lambda _: None)
     assert calls["applied"] == ["Service", "Deployment"] and calls["rollback"] == []
     assert (result.image, result.revision, result.previous_image, result.previous_revision) == (IMAGE, 5, "old-image", 4)
     assert result.smoke["labels"] == ["person", "dog"]
@@ -284,7 +302,7 @@ def test_failed_rollout_rolls_back_to_the_previous_revision(wired) -> None:
     calls, state = wired
     state["rollout_error"] = RolloutFailed("CrashLoopBackOff", "pod p: exit 1")
     with pytest.raises(DeploymentRolledBack) as err:
-        deploy_mod.deploy(IMAGE, "ns", "detector", kube=object(), log=lambda _: None)
+        deploy_mod.deploy(SPEC, kube=object(), log=lambda _: None)
     assert calls["rollback"] == [4] and calls["waits"] == 2  # waited for the rollback too
     assert err.value.reason == "CrashLoopBackOff" and err.value.rolled_back_to.image == "old-image"
     assert "Rolled back to revision 4 (old-image)" in str(err.value)
@@ -294,7 +312,7 @@ def test_failed_smoke_test_rolls_back_too(wired) -> None:
     calls, state = wired
     state["smoke_error"] = smoke.SmokeFailed("ExpectedLabelMissing", "found ['dog'], expected a 'person'")
     with pytest.raises(DeploymentRolledBack, match="smoke test: ExpectedLabelMissing"):
-        deploy_mod.deploy(IMAGE, "ns", "detector", expect_label="person", kube=object(), log=lambda _: None)
+        deploy_mod.deploy(SPEC.with_changes(expect_label="person"), kube=object(), log=lambda _: None)
     assert calls["rollback"] == [4]
 
 
@@ -303,7 +321,7 @@ def test_first_deployment_failure_is_not_rolled_back(wired) -> None:
     state["before"] = None
     state["rollout_error"] = RolloutFailed("ImagePullBackOff", "no such image")
     with pytest.raises(DeploymentRolledBack, match="first deployment") as err:
-        deploy_mod.deploy(IMAGE, "ns", "detector", kube=object(), log=lambda _: None)
+        deploy_mod.deploy(SPEC, kube=object(), log=lambda _: None)
     assert calls["rollback"] == [] and err.value.rolled_back_to is None
 
 
@@ -312,22 +330,43 @@ def test_unchanged_template_failing_is_not_rolled_back(wired) -> None:
     state["after"] = state["before"]  # re-deploying what already runs
     state["smoke_error"] = smoke.SmokeFailed("Unreachable", "timed out")
     with pytest.raises(DeploymentRolledBack, match="nothing was\\s+rolled back"):
-        deploy_mod.deploy(IMAGE, "ns", "detector", kube=object(), log=lambda _: None)
+        deploy_mod.deploy(SPEC, kube=object(), log=lambda _: None)
     assert calls["rollback"] == []
 
 
-def test_cli_arguments_map_onto_deploy(monkeypatch) -> None:
+def test_cli_takes_the_spec_as_json_or_a_file(monkeypatch, tmp_path) -> None:
     import argparse
 
     seen = {}
-    monkeypatch.setattr(deploy_mod, "deploy", lambda image, ns, name, **kw: seen.update(image=image, ns=ns, name=name, **kw)
+    monkeypatch.setattr(deploy_mod, "deploy", lambda spec, **kw: seen.update(spec=spec, **kw)
                         or SimpleNamespace(to_dict=lambda: {"ok": True}))
     parser = deploy_mod.configure_parser(argparse.ArgumentParser())
-    args = parser.parse_args(["--image", IMAGE, "--namespace", "prod", "--smoke-via", "pods", "--timeout", "90",
-                              "--env", "A=1", "--expect-label", "person"])
-    assert deploy_mod.run_from_args(args) == {"ok": True}
-    assert (seen["image"], seen["ns"], seen["smoke_via"], seen["timeout_s"], seen["env"], seen["expect_label"]) == \
-        (IMAGE, "prod", "pods", 90.0, {"A": "1"}, "person")
+    args = parser.parse_args(["--spec", SPEC.to_json(), "--smoke-via", "nodeport"])
+    assert deploy_mod.run_from_args(args) == {"ok": True, "rolled_back": False}
+    assert seen["spec"] == SPEC and seen["smoke_via"] == "nodeport"
+    path = tmp_path / "spec.json"
+    path.write_text(SPEC.to_json())
+    deploy_mod.run_from_args(parser.parse_args(["--spec", f"@{path}"]))
+    assert seen["spec"] == SPEC and seen["smoke_via"] == "service"  # the ClusterIP, from inside the cluster
+    with pytest.raises(DeployError, match="not valid JSON"):
+        deploy_mod.run_from_args(parser.parse_args(["--spec", "{model_name: x}"]))
+
+
+def test_cli_records_a_rollback_as_a_result_only_when_asked(monkeypatch) -> None:
+    import argparse
+
+    def rolled_back(spec, **kw):
+        raise DeploymentRolledBack("deploying failed (rollout: CrashLoopBackOff). Rolled back to revision 4",
+                                   reason="CrashLoopBackOff", rolled_back_to=Revision(4, "old-image", "rs-old"))
+
+    monkeypatch.setattr(deploy_mod, "deploy", rolled_back)
+    parser = deploy_mod.configure_parser(argparse.ArgumentParser())
+    with pytest.raises(DeploymentRolledBack):  # by hand: a rollback is an error (exit 2)
+        deploy_mod.run_from_args(parser.parse_args(["--spec", SPEC.to_json()]))
+    record = deploy_mod.run_from_args(parser.parse_args(["--spec", SPEC.to_json(), "--record-rollback"]))
+    assert record["rolled_back"] is True and record["reason"] == "CrashLoopBackOff"
+    assert (record["serving_image"], record["serving_revision"]) == ("old-image", 4)
+    assert json.loads(json.dumps(record)) == record
 
 
 # -- smoke checks against an HTTP server speaking the serving API ----------------------------------------------
@@ -390,10 +429,16 @@ def test_smoke_targets_are_the_ready_endpoints() -> None:
     ep = k.V1Endpoints(subsets=[k.V1EndpointSubset(
         addresses=[k.V1EndpointAddress(ip="10.88.0.7", target_ref=k.V1ObjectReference(name="detector-abc"))],
         not_ready_addresses=[k.V1EndpointAddress(ip="10.88.0.8")])])
-    kube = SimpleNamespace(core=SimpleNamespace(read_namespaced_endpoints=lambda name, ns: ep))
+    svc = k.V1Service(spec=k.V1ServiceSpec(type="NodePort", cluster_ip="10.0.0.42", ports=[
+        k.V1ServicePort(name="http", port=8080, node_port=31234)]))
+    kube = SimpleNamespace(core=SimpleNamespace(read_namespaced_endpoints=lambda name, ns: ep,
+                                                read_namespaced_service=lambda name, ns: svc))
     assert [t.label for t in smoke.smoke_targets(kube, "ns", "detector", 8080, "pods")] == ["http://10.88.0.7:8080"]
+    # in the cluster: the Service's ClusterIP (no DNS); from the host: its NodePort on loopback
     assert [t.label for t in smoke.smoke_targets(kube, "ns", "detector", 8080, "service")] == \
-        ["http://detector.ns.svc:8080"]
+        ["http://10.0.0.42:8080"]
+    assert [t.label for t in smoke.smoke_targets(kube, "ns", "detector", 8080, "nodeport")] == \
+        ["http://127.0.0.1:31234"]
     assert [t.label for t in smoke.smoke_targets(kube, "ns", "detector", 8080, "port-forward")] == \
         ["port-forward pod/detector-abc:8080"]
 

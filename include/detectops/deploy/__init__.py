@@ -3,7 +3,7 @@
     result = deploy("127.0.0.1:5000/detectops/detector@sha256:...", "detectops", "detector",
                     smoke_via="pods", expect_label="person")
 
-``deploy`` applies the Deployment and Service (create or replace: idempotent), waits for the
+``deploy`` takes a ``DeploySpec`` (``detectops.deploy.spec``), applies the Deployment and Service (create or replace: idempotent), waits for the
 rollout (failing early on CrashLoopBackOff, ImagePullBackOff, exited containers, readiness that
 never passes), smoke-tests the live endpoint with a real photo, and on any failure puts the
 previous revision back (``kubectl rollout undo``), waits for it, and raises ``DeploymentRolledBack``
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from detectops.deploy.kube import Kube, apply, apply_all, connect
 from detectops.deploy.manifests import (
-    DEFAULT_PORT,
+    deployer_args,
     deployer_pod_manifest,
     namespace_manifest,
     rbac_manifests,
@@ -37,13 +36,14 @@ from detectops.deploy.rollout import (
     rollback,
     wait_for_rollout,
 )
-from detectops.deploy.smoke import SMOKE_VIA, SmokeFailed, SmokeResult, smoke_test
+from detectops.deploy.smoke import DEFAULT_NODE_HOST, SMOKE_VIA, SmokeFailed, SmokeResult, smoke_test
+from detectops.deploy.spec import DeploySpec, Resources
 from detectops.errors import DeployError
 
 __all__ = [
-    "DeploymentResult", "DeploymentRolledBack", "RolloutFailed", "SmokeFailed", "configure_parser",
-    "connect", "deploy", "deployer_pod_manifest", "prepare_namespace", "rollback", "run_from_args",
-    "serving_manifests",
+    "DeploySpec", "DeploymentResult", "DeploymentRolledBack", "Resources", "RolloutFailed", "SmokeFailed",
+    "SmokeResult", "configure_parser", "connect", "deploy", "deployer_args", "deployer_pod_manifest",
+    "prepare_namespace", "rollback", "rollback_record", "run_from_args", "serving_manifests", "smoke_test", "undo",
 ]
 
 log_ = logging.getLogger(__name__)
@@ -87,52 +87,40 @@ def prepare_namespace(namespace: str, *, kube: Kube | None = None, kubeconfig: s
 
 
 def deploy(
-    image: str,
-    namespace: str,
-    name: str = "detector",
+    spec: DeploySpec | Mapping[str, Any],
     *,
-    replicas: int = 1,
-    timeout_s: float = 300,
-    model_version: str = "",
-    model_name: str = "detector",
-    port: int = DEFAULT_PORT,
-    env: Mapping[str, str] | None = None,
     smoke_via: str = "service",
+    node_host: str = DEFAULT_NODE_HOST,
     smoke_image_path: str | Path | None = None,
-    min_detections: int = 1,
-    expect_label: str | None = None,
     unready_after_s: float = 120,
     kube: Kube | None = None,
     kubeconfig: str | None = None,
     log: Callable[[str], None] = log_.info,
 ) -> DeploymentResult:
-    """Roll ``image`` out as ``namespace/name``; smoke-test it; roll back and raise on failure.
+    """Roll ``spec.image`` out as ``spec.namespace/spec.deployment``; smoke-test; roll back and raise on failure.
 
-    ``image`` should be pinned by digest (``repo@sha256:...``). ``smoke_via`` is ``service``
-    (real clusters), ``pods`` (pod IPs; the local cluster) or ``port-forward`` (from outside).
-    ``expect_label`` (e.g. ``person`` for the COCO model and the astronaut photo) must be among
-    the detections. Raises ``DeploymentRolledBack`` after a failed rollout or smoke test.
+    ``smoke_via`` is ``service`` (the Service's ClusterIP: from inside the cluster, the deployer
+    pod), ``nodeport`` (``node_host``:nodePort: from the host) or ``port-forward``/``pods``
+    (see ``detectops.deploy.smoke``). Raises ``DeploymentRolledBack`` after a failed rollout or
+    smoke test, with what serves now.
     """
+    spec = DeploySpec.from_dict(spec)
     if smoke_via not in SMOKE_VIA:
         raise DeployError(f"smoke_via must be one of {', '.join(SMOKE_VIA)} (got {smoke_via!r})")
     kube = kube or connect(kubeconfig)
-    deployment, service = serving_manifests(
-        image=image, namespace=namespace, name=name, replicas=replicas, model_version=model_version,
-        model_name=model_name, port=port, env=env,
-    )
+    namespace, name, image = spec.namespace, spec.deployment, spec.image
+    deployment, service = serving_manifests(spec, progress_deadline_s=int(spec.rollout_timeout_s))
     before = current_revision(kube, name, namespace)
-    log(f"deploying {image} to {namespace}/{name}"
+    log(f"deploying {spec.model_name} version {spec.model_version} ({image}) to {namespace}/{name}"
         + (f" (now serving revision {before.number}: {before.image})" if before else " (first deployment)"))
     apply(kube, service)
     applied = apply(kube, deployment)
     try:
         dep = wait_for_rollout(kube, name, namespace, generation=applied.metadata.generation,
-                               timeout_s=timeout_s, unready_after_s=unready_after_s, log=log)
-        smoke = smoke_test(kube, namespace, name, port=port, via=smoke_via, image_path=smoke_image_path,
-                           model_name=model_name, min_detections=min_detections,
-                           expect_label=expect_label, log=log)
+                               timeout_s=spec.rollout_timeout_s, unready_after_s=unready_after_s, log=log)
+        smoke = smoke_test(kube, spec, via=smoke_via, node_host=node_host, image_path=smoke_image_path, log=log)
     except (RolloutFailed, SmokeFailed) as exc:
-        _roll_back_and_raise(kube, namespace, name, image, before, exc, timeout_s, log)
+        _roll_back_and_raise(kube, namespace, name, image, before, exc, spec.rollout_timeout_s, log)
         raise  # unreachable: _roll_back_and_raise always raises
     return DeploymentResult(
         namespace=namespace, name=name, image=image, revision=revision_of(dep),
@@ -141,6 +129,30 @@ def deploy(
         previous_revision=before.number if before else None,
         smoke=smoke.to_dict(),
     )
+
+
+def undo(spec: DeploySpec | Mapping[str, Any], to_revision: int | None, *, kube: Kube | None = None,
+         kubeconfig: str | None = None, log: Callable[[str], None] = log_.info) -> Revision | None:
+    """Put ``to_revision`` back if the Deployment still runs ``spec.image``; return what serves then.
+
+    For a version rejected after its rollout (a failed smoke test from outside): the registry's
+    ``champion`` stays where it was, so the cluster must serve that version again. A Deployment
+    that runs another image (someone deployed since) or a first deployment (``to_revision`` None)
+    is left alone.
+    """
+    spec = DeploySpec.from_dict(spec)
+    kube = kube or connect(kubeconfig)
+    now = current_revision(kube, spec.deployment, spec.namespace)
+    if now is None or now.image != spec.image or to_revision is None or now.number == to_revision:
+        return now
+    done = rollback(kube, spec.deployment, spec.namespace, to_revision=to_revision, log=log)
+    if done is None:
+        raise DeployError(f"cannot roll {spec.namespace}/{spec.deployment} back: revision {to_revision} is gone "
+                          "(revisionHistoryLimit). Deploy the champion's image again.")
+    target, generation = done
+    wait_for_rollout(kube, spec.deployment, spec.namespace, generation=generation, timeout_s=spec.rollout_timeout_s,
+                     log=log)
+    return target
 
 
 def _roll_back_and_raise(kube: Kube, namespace: str, name: str, image: str, before: Revision | None,
@@ -179,36 +191,54 @@ def _roll_back_and_raise(kube: Kube, namespace: str, name: str, image: str, befo
 # -- `detectops deploy` --------------------------------------------------------------------------
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``detectops deploy`` (the CLI calls this, then ``run_from_args``)."""
-    parser.add_argument("--image", required=True, help="image to run, ideally pinned: repo@sha256:...")
-    parser.add_argument("--namespace", default=os.environ.get("DETECTOPS_NAMESPACE", "detectops"))
-    parser.add_argument("--name", default="detector", help="Deployment and Service name")
-    parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the rollout")
-    parser.add_argument("--model-version", default="", help="recorded as an annotation")
-    parser.add_argument("--model-name", default="detector", help="TF-Serving model name in the URL")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the serving container (repeatable)")
+    parser.add_argument("--spec", required=True, metavar="JSON|@FILE",
+                        help="the DeploySpec as a JSON object, or @path of a JSON file, e.g. "
+                             '\'{"model_name": "detector", "model_version": "3", "image": "repo@sha256:...", '
+                             '"namespace": "detectops"}\' (fields: detectops.deploy.spec.DeploySpec)')
     parser.add_argument("--smoke-via", choices=SMOKE_VIA, default="service",
-                        help="service (real clusters), pods (pod IPs: no kube-proxy/DNS), port-forward")
+                        help="service: the ClusterIP (from a pod); nodeport: 127.0.0.1:<nodePort> (from the host); "
+                             "port-forward; pods")
+    parser.add_argument("--node-host", default=DEFAULT_NODE_HOST, help="where NodePorts answer (--smoke-via nodeport)")
     parser.add_argument("--smoke-image", default=None, help="photo for the smoke test (default: astronaut)")
-    parser.add_argument("--min-detections", type=int, default=1)
-    parser.add_argument("--expect-label", default=None, help="a label the smoke photo must yield, e.g. person")
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster, else $KUBECONFIG")
+    parser.add_argument("--record-rollback", action="store_true",
+                        help="a rollback is a result, not an error: print it (and write --xcom-file) and exit 0. "
+                             "The orchestrator then fails the version without retrying a deterministic failure")
     return parser
 
 
+def parse_spec_argument(value: str) -> DeploySpec:
+    """``--spec``: a JSON object, or ``@path`` of a file holding one."""
+    if value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        if not path.is_file():
+            raise DeployError(f"--spec {value}: no such file")
+        value = path.read_text()
+    return DeploySpec.from_json(value)
+
+
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Run ``detectops deploy`` from parsed arguments; returns the DeploymentResult as a dict."""
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DeployError(f"--env {item!r}: expected KEY=VALUE")
-        env[key] = value
-    return deploy(
-        args.image, args.namespace, args.name, replicas=args.replicas, timeout_s=args.timeout,
-        model_version=args.model_version, model_name=args.model_name, port=args.port, env=env,
-        smoke_via=args.smoke_via, smoke_image_path=args.smoke_image, min_detections=args.min_detections,
-        expect_label=args.expect_label, kubeconfig=args.kubeconfig,
-    ).to_dict()
+    """Run ``detectops deploy`` from parsed arguments; returns the DeploymentResult as a dict.
+
+    With ``--record-rollback`` a rollback returns ``{"rolled_back": true, "reason", "message", ...}``.
+    """
+    spec = parse_spec_argument(args.spec)
+    try:
+        result = deploy(spec, smoke_via=args.smoke_via, node_host=args.node_host, smoke_image_path=args.smoke_image,
+                        kubeconfig=args.kubeconfig).to_dict()
+    except DeploymentRolledBack as exc:
+        if not args.record_rollback:
+            raise
+        log_.error("%s", exc)
+        return rollback_record(spec, exc)
+    return {**result, "rolled_back": False}
+
+
+def rollback_record(spec: DeploySpec, exc: DeploymentRolledBack) -> dict[str, Any]:
+    """What a rolled-back deploy reports (XCom-safe)."""
+    back = exc.rolled_back_to
+    return {
+        "rolled_back": True, "namespace": spec.namespace, "name": spec.deployment, "image": spec.image,
+        "reason": exc.reason, "message": str(exc),
+        "serving_image": back.image if back else None, "serving_revision": back.number if back else None,
+    }

@@ -21,6 +21,7 @@ class Kube:
     core: Any
     apps: Any
     rbac: Any
+    coordination: Any = None  # Leases (detectops.deploy.lock)
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
@@ -39,7 +40,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
         ) from exc
     api = client.ApiClient()
     return Kube(api_client=api, core=client.CoreV1Api(api), apps=client.AppsV1Api(api),
-                rbac=client.RbacAuthorizationV1Api(api))
+                rbac=client.RbacAuthorizationV1Api(api), coordination=client.CoordinationV1Api(api))
 
 
 def api_error_message(exc: Exception) -> str:

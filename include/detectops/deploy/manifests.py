@@ -8,26 +8,17 @@ so no templating language is needed.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from detectops import settings
+from detectops.deploy.spec import DEFAULT_PORT, DeploySpec
+from detectops.deploy.spec import check_name as _check_name
 from detectops.errors import DeployError
 
 TEMPLATE_DIR = settings.INCLUDE_DIR / "k8s" / "serving"
-DEFAULT_PORT = 8080
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-def _check_name(kind: str, value: str) -> None:
-    if not _DNS_LABEL.match(value):
-        raise DeployError(
-            f"{kind} {value!r} is not a valid Kubernetes name: use lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit, at most 63 characters."
-        )
 
 
 def render(template: str, values: Mapping[str, Any], template_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -48,41 +39,23 @@ def image_digest_of(image: str) -> str:
     return image.split("@", 1)[1] if "@" in image else ""
 
 
-def serving_manifests(
-    *,
-    image: str,
-    namespace: str,
-    name: str,
-    replicas: int = 1,
-    model_version: str = "",
-    model_name: str = "detector",
-    port: int = DEFAULT_PORT,
-    env: Mapping[str, str] | None = None,
-    cpu_request: str = "250m",
-    cpu_limit: str = "2",
-    memory_request: str = "512Mi",
-    memory_limit: str = "2Gi",
-    progress_deadline_s: int = 300,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The serving (Deployment, Service) for ``image``."""
-    _check_name("namespace", namespace)
-    _check_name("name", name)
-    if replicas < 0:
-        raise DeployError(f"replicas must be >= 0 (got {replicas})")
+def serving_manifests(spec: DeploySpec, *, progress_deadline_s: int = 300) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The serving (Deployment, Service) of ``spec``."""
+    r = spec.resources
     values = dict(
-        image=image, namespace=namespace, name=name, replicas=replicas, model_version=model_version,
-        model_name=model_name, port=port, image_digest=image_digest_of(image), cpu_request=cpu_request,
-        cpu_limit=cpu_limit, memory_request=memory_request, memory_limit=memory_limit,
-        progress_deadline_s=progress_deadline_s,
+        image=spec.image, namespace=spec.namespace, name=spec.deployment, service=spec.service, track=spec.track,
+        replicas=spec.replicas, model_name=spec.model_name, model_version=spec.model_version,
+        serving_name=spec.serving_name, port=spec.port, image_digest=image_digest_of(spec.image),
+        cpu_request=r.cpu_request, cpu_limit=r.cpu_limit, memory_request=r.memory_request,
+        memory_limit=r.memory_limit, progress_deadline_s=progress_deadline_s,
     )
     (deployment,) = render("deployment.yaml", values)
     (service,) = render("service.yaml", values)
-    if env:
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        known = {e["name"]: e for e in container["env"]}
-        for key, value in env.items():
-            known[key] = {"name": key, "value": str(value)}
-        container["env"] = list(known.values())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    known = {e["name"]: e for e in container["env"]}
+    for key, value in spec.container_env().items():
+        known[key] = {"name": key, "value": str(value)}
+    container["env"] = list(known.values())
     return deployment, service
 
 
@@ -98,13 +71,17 @@ def rbac_manifests(namespace: str) -> list[dict[str, Any]]:
     return render("rbac.yaml", {"namespace": namespace})
 
 
-def deployer_pod_manifest(
-    *, deployer_image: str, image: str, namespace: str, name: str, timeout_s: int = 300
-) -> dict[str, Any]:
-    """A pod running ``detectops deploy`` as ``detectops-deployer`` (the local cluster's variant)."""
-    (pod,) = render("deployer-pod.yaml", dict(deployer_image=deployer_image, image=image,
-                                              namespace=namespace, name=name, timeout_s=timeout_s))
+def deployer_pod_manifest(*, deployer_image: str, spec: DeploySpec) -> dict[str, Any]:
+    """A pod running ``detectops deploy --spec JSON`` as ``detectops-deployer`` in ``spec.namespace``."""
+    (pod,) = render("deployer-pod.yaml", dict(deployer_image=deployer_image, namespace=spec.namespace))
+    pod["spec"]["containers"][0]["args"] = deployer_args(spec)
     return pod
+
+
+def deployer_args(spec: DeploySpec, *, xcom_file: str | None = None) -> list[str]:
+    """The image entrypoint's arguments that deploy ``spec`` (the spec travels as one JSON argument)."""
+    args = ["deploy", "--spec", spec.to_json()]
+    return args + ["--xcom-file", xcom_file] if xcom_file else args
 
 
 def pod_template_without_hash(template: Mapping[str, Any]) -> dict[str, Any]:

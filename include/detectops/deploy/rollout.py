@@ -29,7 +29,7 @@ FATAL_WAITING = frozenset({
     "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
 })
 #: Annotations that describe what a Deployment runs; restored on rollback with the template.
-OWN_ANNOTATIONS = ("detectops.io/model-version", "detectops.io/image-digest", "detectops.io/image")
+OWN_ANNOTATIONS = ("detectops.io/model-name", "detectops.io/model-version", "detectops.io/image-digest", "detectops.io/image")
 
 
 class RolloutFailed(DeployError):

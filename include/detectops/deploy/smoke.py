@@ -1,12 +1,15 @@
 """Smoke-test a live detector service with a real photo.
 
-Where the requests go (``via``):
+Where the requests go (``via``), always through the Service unless said otherwise:
 
-- ``service``: ``http://<name>.<namespace>.svc:<port>`` — a real cluster, from inside it.
-- ``pods``: every ready pod's IP from the Service's Endpoints — clusters without kube-proxy or
-  DNS (the local one), from a pod on the host network. Tests every replica, not a random one.
+- ``service``: the Service's ClusterIP, read from the API (there is no cluster DNS here) — from
+  inside the cluster: the deployer pod. Never from the host: a ClusterIP is not a host address.
+- ``nodeport``: ``http://<node_host>:<nodePort>`` — from the host; with kube-proxy's
+  ``--nodeport-addresses=127.0.0.1/32`` that is loopback, so the traffic never leaves the machine.
+- ``pods``: every ready pod's IP from the Service's Endpoints — from inside the cluster only;
+  tests every replica, not a random one (diagnosis).
 - ``port-forward``: through the API server to each ready pod (the SDK's portforward) — from
-  outside the cluster with a kubeconfig, e.g. a laptop or a test; traffic stays on loopback.
+  outside the cluster with a kubeconfig and no NodePort; traffic stays on loopback.
 
 Checks per target: ``/readyz`` is 200; TF-Serving ``:predict`` answers the contract's outputs;
 ``/detect`` finds at least ``min_detections`` objects (and ``expect_label`` among them, if given).
@@ -26,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from detectops.deploy.kube import Kube, api_error_message
+from detectops.deploy.spec import DeploySpec
 from detectops.errors import DeployError
 
 log_ = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = Path(__file__).resolve().parent / "data" / "astronaut.jpg"  # skimage's astronaut (public domain)
-SMOKE_VIA = ("service", "pods", "port-forward")
+SMOKE_VIA = ("service", "nodeport", "pods", "port-forward")
+#: Where a NodePort answers from the host: loopback (kube-proxy --nodeport-addresses=127.0.0.1/32).
+DEFAULT_NODE_HOST = "127.0.0.1"
 PREDICT_KEYS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 
 
@@ -119,21 +125,36 @@ def ready_pod_ips(kube: Kube, namespace: str, name: str) -> list[tuple[str, str]
     return out
 
 
-def smoke_targets(kube: Kube, namespace: str, name: str, port: int, via: str,
-                  *, wait_s: float = 30) -> list[Target]:
+def service_address(kube: Kube, namespace: str, service: str, port: int) -> tuple[str, int | None]:
+    """(ClusterIP, nodePort) of the Service's port ``port`` (nodePort is None unless type NodePort)."""
+    svc = kube.core.read_namespaced_service(service, namespace)
+    node_port = next((p.node_port for p in svc.spec.ports or [] if p.port == port), None)
+    return svc.spec.cluster_ip, node_port
+
+
+def smoke_targets(kube: Kube, namespace: str, service: str, port: int, via: str,
+                  *, node_host: str = DEFAULT_NODE_HOST, wait_s: float = 30) -> list[Target]:
     """Where to send the smoke requests (see the module docstring)."""
     if via not in SMOKE_VIA:
         raise DeployError(f"smoke_via must be one of {', '.join(SMOKE_VIA)} (got {via!r})")
-    if via == "service":
-        return [UrlTarget(f"http://{name}.{namespace}.svc:{port}")]
+    if via in ("service", "nodeport"):
+        cluster_ip, node_port = service_address(kube, namespace, service, port)
+        if via == "service":
+            if not cluster_ip or cluster_ip == "None":
+                raise SmokeFailed("NoClusterIP", f"service {namespace}/{service} has no ClusterIP")
+            return [UrlTarget(f"http://{cluster_ip}:{port}")]
+        if not node_port:
+            raise SmokeFailed("NoNodePort", f"service {namespace}/{service} has no nodePort for port {port}: "
+                              "it must be of type NodePort (include/k8s/serving/service.yaml)")
+        return [UrlTarget(f"http://{node_host}:{node_port}")]
     deadline = time.monotonic() + wait_s
     while True:  # Endpoints trail pod readiness by a moment
-        pods = ready_pod_ips(kube, namespace, name)
+        pods = ready_pod_ips(kube, namespace, service)
         if pods or time.monotonic() > deadline:
             break
         time.sleep(1)
     if not pods:
-        raise SmokeFailed("NoEndpoints", f"service {namespace}/{name} has no ready endpoints to test")
+        raise SmokeFailed("NoEndpoints", f"service {namespace}/{service} has no ready endpoints to test")
     if via == "pods":
         return [UrlTarget(f"http://{ip}:{port}") for _, ip in pods]
     return [PortForwardTarget(kube, namespace, pod, port) for pod, _ in pods]
@@ -200,21 +221,26 @@ def check_target(target: Target, image: bytes, *, model_name: str, min_detection
 
 def smoke_test(
     kube: Kube,
-    namespace: str,
-    name: str,
+    spec: DeploySpec,
     *,
-    port: int = 8080,
     via: str = "service",
+    node_host: str = DEFAULT_NODE_HOST,
     image_path: str | Path | None = None,
-    model_name: str = "detector",
-    min_detections: int = 1,
-    expect_label: str | None = None,
+    rounds: int | None = None,
     log: Callable[[str], None] = log_.info,
 ) -> SmokeResult:
-    """Send a real photo to every target; raise ``SmokeFailed`` on the first wrong answer."""
+    """Send a real photo to the spec's Service (or its pods); raise ``SmokeFailed`` on the first wrong answer.
+
+    Through a Service each round may reach another replica, so ``rounds`` (default: one per
+    replica) repeats the checks; through ``pods``/``port-forward`` every replica is checked once.
+    """
+    namespace, name, port = spec.namespace, spec.service, spec.port
+    model_name, min_detections, expect_label = spec.serving_name, spec.min_detections, spec.expect_label
     image = Path(image_path or DEFAULT_IMAGE).read_bytes()
     try:
-        targets = smoke_targets(kube, namespace, name, port, via)
+        targets = smoke_targets(kube, namespace, name, port, via, node_host=node_host)
+        if via in ("service", "nodeport"):
+            targets = targets * (rounds or max(spec.replicas, 1))
     except SmokeFailed:
         raise
     except Exception as exc:
