@@ -17,28 +17,41 @@ What it does, in order:
    Zoo), a SavedModel directory, or an MLflow URI (`models:/detector@champion`).
 4. **evaluate** — the 12 COCO box metrics, per-class AP and latency, logged to MLflow with
    PR curves, sample detections and the data-validation report.
-5. **register** — a version in the MLflow Model Registry with lineage tags; the alias
-   given in the form (`champion` by default) points at it.
-6. **prepare_namespace** / **build_image** — the serving image with the model baked in, built through the Docker
+5. **register** — a version in the MLflow Model Registry with lineage tags. No alias moves
+   here: `champion` moves only once the version serves and passed its smoke test (step 8).
+6. **build_image** — the serving image with the model baked in, built through the Docker
    Engine API and pushed to the registry of the `detectops_registry` connection; the
-   digest is recorded on the model version. The namespace and the deployer's
-   ServiceAccount (RBAC limited to that namespace) are applied alongside.
-7. **deploy** — a `KubernetesPodOperator` pod runs `detectops deploy` in the cluster of
-   the `kubernetes_default` connection: apply, wait for the rollout, smoke-test, roll back
-   on failure.
-8. **smoke_test** — a request with a real photo to the live service, from outside the cluster.
+   digest is recorded on the model version. **deploy_spec** names what to deploy
+   (model version, image digest, namespace, score threshold).
+7. **deploy** (the shared deployment path, `detectops.dagkit.deploy_group`, also used by
+   level 1): prepare the namespace and the deployer's ServiceAccount (RBAC limited to that
+   namespace), take the model's deploy lock (one change at a time per model), then a
+   `KubernetesPodOperator` pod runs `detectops deploy --spec ...` in the cluster of the
+   `kubernetes_default` connection: apply, wait for the rollout, smoke-test through the
+   Service's ClusterIP, roll back on failure.
+8. **deploy.smoke_test** — a real photo through the Service's NodePort on 127.0.0.1, from
+   outside the cluster; then **deploy.promote** points the alias given in the form
+   (`champion` by default) at the version, the old champion keeping `previous`. A version that
+   was rolled back or failed its smoke test is recorded as rejected (**deploy.reject**), and
+   the alias stays where it was.
 
-Untick **deploy** in the form to stop after registration (no Docker or cluster needed).
+Untick **deploy** in the form to stop after registration (no Docker or cluster needed; no
+alias moves then).
 Connections: `mlflow_default`, `detectops_registry`, `kubernetes_default`.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+# deploy_group builds a KubernetesPodOperator. Naming its module here lets the dag-processor
+# import it once before parsing (parsing_pre_import_modules scans DAG files only): about 2 s
+# that each parse would otherwise pay.
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # noqa: F401
 from airflow.sdk import Param, dag, task
 
-from detectops.orchestration import dag_defaults, deployer_pod_settings
+from detectops.dagkit import deploy_group
+from detectops.orchestration import dag_defaults
 
 TABLES = ["images", "annotations", "class_counts"]
 
@@ -66,7 +79,8 @@ TABLES = ["images", "annotations", "class_counts"]
             description="Detections below it are not drawn nor served; COCO metrics use all detections.",
         ),
         "model_name": Param("detector", type="string", title="Registered model name"),
-        "alias": Param("champion", type="string", title="Alias to point at the new version (empty: none)"),
+        "alias": Param("champion", type="string",
+                       title="Alias to point at the new version once it serves (empty: none)"),
         "deploy": Param(True, type="boolean", title="Build the image and deploy to Kubernetes"),
         "namespace": Param("detectops", type="string", title="Kubernetes namespace"),
     },
@@ -112,20 +126,13 @@ def detectops_level0_manual():
             model, dataset, evaluation,
             tracking_uri=mlflow_tracking_uri(),
             name=params["model_name"],
-            alias=params["alias"] or None,
+            alias=None,  # the alias moves only after deploy and smoke test (deploy.promote)
             dag_run_id=run_id,
         )
 
     @task.short_circuit
     def deploy_requested(params=None) -> bool:
         return bool(params["deploy"])
-
-    @task
-    def prepare_namespace(params=None) -> dict:
-        from detectops.orchestration import kube_config_path
-        from detectops.pipeline import prepare_namespace as run
-
-        return run(params["namespace"], kube_config=kube_config_path())
 
     @task
     def build_image(model: dict, dataset: dict, registered: dict) -> dict:
@@ -138,36 +145,14 @@ def detectops_level0_manual():
             tracking_uri=mlflow_tracking_uri(),
         )
 
-    # The deployer runs in the cluster, in the image it deploys: `detectops deploy` applies the
-    # Deployment and Service, waits for the rollout, smoke-tests and rolls back on failure.
-    deploy = KubernetesPodOperator(
-        task_id="deploy",
-        kubernetes_conn_id="kubernetes_default",
-        namespace="{{ params.namespace }}",
-        name="detectops-deployer",
-        image="{{ ti.xcom_pull(task_ids='build_image')['image'] }}",
-        cmds=["detectops"],
-        arguments=[
-            "deploy",
-            "--image", "{{ ti.xcom_pull(task_ids='build_image')['image'] }}",
-            "--namespace", "{{ params.namespace }}",
-            "--model-version", "{{ ti.xcom_pull(task_ids='register')['version'] }}",
-            "--env", "DETECTOPS_MIN_SCORE={{ params.score_threshold }}",
-            "--xcom-file", "/airflow/xcom/return.json",
-        ],
-        do_xcom_push=True,
-        get_logs=True,
-        on_finish_action="delete_succeeded_pod",
-        startup_timeout_seconds=300,
-        **deployer_pod_settings(),
-    )
-
     @task
-    def smoke_test(deployed: dict, params=None) -> dict:
-        from detectops.orchestration import kube_config_path
-        from detectops.pipeline import smoke_test_deployment
+    def deploy_spec(image: dict, registered: dict, params=None) -> dict:
+        from detectops.deploy.spec import DeploySpec
 
-        return smoke_test_deployment(namespace=params["namespace"], kube_config=kube_config_path())
+        return DeploySpec(
+            model_name=registered["name"], model_version=registered["version"], image=image["image"],
+            namespace=params["namespace"], score_threshold=params["score_threshold"],
+        ).to_dict()
 
     dataset = resolve_dataset()
     validation = validate_data.partial(dataset=dataset).expand(table=TABLES)
@@ -175,8 +160,8 @@ def detectops_level0_manual():
     evaluation = evaluate(model, dataset, validation)
     registered = register(model, dataset, evaluation)
     image = build_image(model, dataset, registered)
-    registered >> deploy_requested() >> [image, prepare_namespace()] >> deploy
-    smoke_test(deploy.output)
+    registered >> deploy_requested() >> image
+    deploy_group(deploy_spec(image, registered), promote_alias="{{ params.alias }}")
 
 
 detectops_level0_manual()

@@ -6,7 +6,7 @@
     detectops generate-data OUT --images 200 --seed 7
     detectops serve --model-dir DIR [--host 0.0.0.0 --port 8080]
     detectops build --model-dir DIR --model-version 3 --registry 127.0.0.1:5000
-    detectops deploy --image REF --namespace NS [--xcom-file F]
+    detectops deploy --spec '{"model_name": ..., "model_version": ..., "image": "repo@sha256:..."}' [--xcom-file F]
 
 Each subcommand prints its result as JSON on stdout (logs go to stderr), and exits 2 with
 the error's message when the input is wrong (a ``DetectOpsError``), so scripts can rely on it.
@@ -141,9 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("deploy", cmd_deploy, "Apply the serving Deployment, wait for the rollout, smoke-test, roll back on failure.")
     deploy.configure_parser(p)
-    # Where the smoke test reaches the pods: the in-cluster deployer on a cluster without
-    # kube-proxy gets DETECTOPS_SMOKE_VIA=pods from its pod spec.
-    p.set_defaults(smoke_via=os.environ.get("DETECTOPS_SMOKE_VIA", "service"))
     p.add_argument("--xcom-file", default=None, help="also write the result here (KubernetesPodOperator XCom)")
     return parser
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -70,24 +69,11 @@ def fail_fast_unless_transient(func: Callable[..., Any]) -> Callable[..., Any]:
 def deployer_pod_settings() -> dict[str, Any]:
     """KubernetesPodOperator arguments for the in-cluster deployer pod.
 
-    The deployer talks to the Kubernetes API with its ServiceAccount, whose RBAC is limited
-    to its namespace. On a cluster without kube-proxy (the single-node cluster that
-    ``scripts/infra`` starts on this machine) the API's Service IP does not route, so there
-    the pod uses the host network and reaches the API on 127.0.0.1; set
-    ``DETECTOPS_DEPLOYER_HOST_NETWORK=1`` in the dag-processor's environment for that.
-    Real clusters need neither.
+    The deployer talks to the Kubernetes API with its ServiceAccount (in-cluster config through
+    the ``kubernetes`` Service), whose RBAC is limited to its namespace, and smoke-tests the new
+    version through the serving Service's ClusterIP. No host network: the pod is an ordinary pod.
     """
-    settings: dict[str, Any] = {"service_account_name": "detectops-deployer"}
-    if os.environ.get("DETECTOPS_DEPLOYER_HOST_NETWORK") == "1":
-        from kubernetes.client import models as k8s  # the provider imports it already
-
-        settings["hostnetwork"] = True
-        settings["env_vars"] = [
-            k8s.V1EnvVar(name="KUBERNETES_SERVICE_HOST", value="127.0.0.1"),
-            k8s.V1EnvVar(name="KUBERNETES_SERVICE_PORT", value="6443"),
-            k8s.V1EnvVar(name="DETECTOPS_SMOKE_VIA", value="pods"),
-        ]
-    return settings
+    return {"service_account_name": "detectops-deployer"}
 
 
 def _connection(conn_id: str):

@@ -138,11 +138,12 @@ def prepare_namespace(namespace: str, *, kube_config: str | None) -> dict[str, A
 
 
 def smoke_test_deployment(
-    *, namespace: str, name: str = "detector", kube_config: str | None, min_detections: int = 1,
+    spec: dict[str, Any], *, kube_config: str | None, node_host: str = "127.0.0.1",
 ) -> dict[str, Any]:
-    """From outside the cluster (port-forward to loopback): send a real photo to every ready pod."""
+    """From the host, through the Service's NodePort on ``node_host`` (loopback): a real photo, every check."""
     from detectops.deploy import connect
     from detectops.deploy.smoke import smoke_test
+    from detectops.deploy.spec import DeploySpec
 
     kube = connect(kube_config)
-    return smoke_test(kube, namespace, name, via="port-forward", min_detections=min_detections).to_dict()
+    return smoke_test(kube, DeploySpec.from_dict(spec), via="nodeport", node_host=node_host).to_dict()
