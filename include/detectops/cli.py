@@ -94,6 +94,12 @@ def cmd_deploy(args: argparse.Namespace) -> Any:
     return result
 
 
+def cmd_train(args: argparse.Namespace) -> Any:
+    from detectops.train import run_from_args  # writes --xcom-file itself
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import os
 
@@ -142,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("deploy", cmd_deploy, "Apply the serving Deployment, wait for the rollout, smoke-test, roll back on failure.")
     deploy.configure_parser(p)
     p.add_argument("--xcom-file", default=None, help="also write the result here (KubernetesPodOperator XCom)")
+
+    from detectops import train
+
+    p = add("train", cmd_train, "Train a detector on a dataset version (CenterNet, from scratch or warm), export it, log to MLflow.")
+    train.configure_parser(p)
     return parser
 
 

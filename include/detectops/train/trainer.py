@@ -190,6 +190,15 @@ class _Tracker:
             self.client.log_artifacts(self.run.run_id, str(local_dir), artifact_path)
 
 
+def load_warm_start(model: Any, export_dir: str | Path, label_map: dict[int, str], config: TrainConfig) -> None:
+    """Load the weights of an export of this trainer into ``model``; ``WarmStartError`` if they do not fit."""
+    from detectops.train.export import check_warm_start, read_trained_model
+
+    trained = read_trained_model(export_dir)
+    check_warm_start(trained, label_map, config)
+    model.load_weights(str(trained.weights_path))
+
+
 # ----------------------------------------------------------------------------- the run
 def _format_epoch(row: dict[str, Any], epochs: int) -> str:
     ap = "n/a" if row.get("val_AP") is None else f"{row['val_AP']:.3f}"
@@ -220,7 +229,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from detectops.train.export import check_warm_start, export_detector, read_trained_model
+    from detectops.train.export import export_detector
     from detectops.train.model import build_model, losses
 
     label_map = {int(k): str(v) for k, v in label_map.items()}
@@ -253,9 +262,7 @@ def train(
         history = _restore_checkpoint(model, optimizer, directory, config)
         log(f"resuming after epoch {resumed_from} from the checkpoint in {checkpoints!r}")
     elif warm_start_from is not None:
-        trained = read_trained_model(warm_start_from)
-        check_warm_start(trained, label_map, config)
-        model.load_weights(str(trained.weights_path))
+        load_warm_start(model, warm_start_from, label_map, config)
         warm_started_from = str(warm_start_from)
         log(f"warm start from the weights of {warm_start_from}")
     tracker.tags({"detectops.kind": "training", "detectops.warm_start": warm_started_from or "",
