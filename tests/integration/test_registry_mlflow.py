@@ -95,8 +95,10 @@ def test_register_alias_reregister_and_load_back(logged, tmp_path):
     assert out["classes"] == [1, 18] and out["scores"] == [pytest.approx(0.9), pytest.approx(0.6)]
 
 
-def test_a_different_model_gets_a_new_version(logged):
-    from detectops.registry import get_version_tags, register_model
+def test_two_models_from_one_run_each_keep_their_own_files(logged, tmp_path):
+    """Registering a second model from the same run once gave it the first model's files."""
+    from detectops.models.cache import sha256_dir
+    from detectops.registry import download_saved_model, get_version_tags, register_model
     from tests.support.tiny_detector import make_tiny_detector
 
     result, run_id, tmp = logged
@@ -106,3 +108,39 @@ def test_a_different_model_gets_a_new_version(logged):
     assert int(second.version) == int(first.version) + 1
     # Without a dataset argument the lineage comes from the evaluation run's params.
     assert get_version_tags(NAME, second.version)["dataset_sha256"] == result.dataset["sha256"]
+    assert first.run_id == second.run_id == run_id
+    for ref in (first, second):
+        downloaded = download_saved_model(ref.model_uri, tmp_path / f"v{ref.version}")
+        assert sha256_dir(downloaded) == get_version_tags(NAME, ref.version)["model_sha256"]
+    assert get_version_tags(NAME, second.version)["model_sha256"] == sha256_dir(other)
+
+
+def test_promote_keeps_previous_and_rollback_returns_to_it(logged):
+    """Registration moves no alias; promote does (previous keeps the last champion); rollback undoes it."""
+    from detectops.errors import PromotionError
+    from detectops.registry import CHAMPION, PREVIOUS, get_alias, get_version_tags, promote, register_model, rollback
+    from tests.support.tiny_detector import make_tiny_detector
+
+    result, run_id, tmp = logged
+    name = "tiny-promotion"
+    v1 = register_model(result.model, run_id, name)
+    v2 = register_model({"path": str(make_tiny_detector(tmp / "v2", scores=(0.7, 0.4))), "source": "t", "name": "v2"},
+                        run_id, name)
+    assert get_alias(name, CHAMPION) is None  # registering never moves champion
+
+    with pytest.raises(PromotionError, match="no 'previous'"):
+        rollback(name)
+    assert promote(name, v1.version).changed
+    moved = promote(name, v2.version)
+    assert (moved.version, moved.replaced) == (v2.version, v1.version)
+    assert get_alias(name, CHAMPION).version == v2.version and get_alias(name, PREVIOUS).version == v1.version
+    assert not promote(name, v2.version).changed  # idempotent
+    assert get_alias(name, PREVIOUS).version == v1.version
+
+    back = rollback(name, from_version=v2.version, reason="error rate 12% under load")
+    assert (back.version, back.replaced, back.changed) == (v1.version, v2.version, True)
+    assert get_alias(name, CHAMPION).version == v1.version
+    assert get_alias(name, PREVIOUS) is None  # never the version just rolled back from
+    tags = get_version_tags(name, v2.version)
+    assert tags["rejected_stage"] == "rollback" and "error rate 12%" in tags["rejected_reason"]
+    assert not rollback(name, from_version=v2.version).changed  # a retried rollback changes nothing

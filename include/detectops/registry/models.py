@@ -15,11 +15,12 @@ from typing import Any
 from detectops import settings
 from detectops.errors import DetectOpsError
 from detectops.evaluate.mlflow_log import connect
+from detectops.registry.aliases import CHALLENGER, CHAMPION  # noqa: F401 (kept importable from here)
 
-#: Artifact path (MLflow 3 "name") of the logged pyfunc model inside a run.
+#: Name (MLflow 3 logged model name) of a pyfunc model inside a run: ``model-<sha256[:12]>``.
+#: One run can log several models (two candidates evaluated together); each gets its own
+#: logged model and files, found again by its content hash.
 MODEL_NAME_IN_RUN = "model"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 #: The tag that identifies a SavedModel's content; registering it twice returns the first version.
 SHA_TAG = "model_sha256"
@@ -77,31 +78,36 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def _logged_model_uri(client: Any, run_id: str) -> str | None:
-    """``models:/<model_id>`` of the pyfunc model already logged in ``run_id``, if any."""
+def _logged_model_uri(client: Any, run_id: str, sha256: str) -> str | None:
+    """``models:/<model_id>`` of the pyfunc model with these files already logged in ``run_id``, if any.
+
+    Matched by content hash, never by name alone: a run may hold other models, and reusing
+    one of them gave a new version another model's files.
+    """
     run = client.get_run(run_id)
     models = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME_IN_RUN}'",
-        max_results=1,
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'",
     )
-    return f"models:/{models[0].model_id}" if models else None
+    for logged in models:
+        if logged.tags.get(SHA_TAG) == sha256 and getattr(logged.status, "name", logged.status) == "READY":
+            return f"models:/{logged.model_id}"
+    return None
 
 
 def log_pyfunc_model(model_ref: Any, run_id: str, *, tracking_uri: str | None = None) -> str:
-    """Log the SavedModel as a pyfunc model named ``model`` in ``run_id`` (once); return its model URI."""
+    """Log the SavedModel as its own pyfunc model (``model-<sha12>``) in ``run_id``, once; return its model URI."""
     client = connect(tracking_uri)
-    existing = _logged_model_uri(client, run_id)
+    model = _model_dict(model_ref)
+    existing = _logged_model_uri(client, run_id, model["sha256"])
     if existing:
         return existing
     import mlflow
 
     from detectops.registry.pyfunc import SAVED_MODEL_ARTIFACT, DetectorPyfunc
 
-    model = _model_dict(model_ref)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME_IN_RUN,
+            name=f"{MODEL_NAME_IN_RUN}-{model['sha256'][:12]}",
             python_model=DetectorPyfunc(),
             artifacts={SAVED_MODEL_ARTIFACT: str(model["path"])},
             pip_requirements=_pip_requirements(),
