@@ -31,9 +31,10 @@ def _dataset(root):
 
     (root / "images").mkdir(parents=True)
     images, annotations = [], []
-    for i, (name, (_batch, level, box)) in enumerate(IMAGES.items(), start=1):
+    for i, (name, (batch, level, box)) in enumerate(IMAGES.items(), start=1):
         Image.fromarray(np.full((SIZE, SIZE, 3), level, np.uint8)).save(root / "images" / name)
-        images.append({"id": i, "file_name": name, "width": SIZE, "height": SIZE})
+        # As in a dataset version's split, each image record names its batch.
+        images.append({"id": i, "file_name": name, "width": SIZE, "height": SIZE, "batch": batch})
         ymin, xmin, ymax, xmax = (v * SIZE for v in box)
         annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
                             "area": (xmax - xmin) * (ymax - ymin), "iscrowd": 0})
@@ -112,7 +113,10 @@ def test_metrics_for_mlflow_are_prefixed_by_role(case):
 def test_no_champion_gives_a_candidate_only_result(case, tmp_path):
     _, tmp = case
     pair = evaluate_pair(tmp / "candidate", None, tmp / "test")
-    assert pair["champion"] is None and "batch" not in pair["candidate"]["slices"]
+    assert pair["champion"] is None
+    # No mapping given: the batches come from the image records.
+    assert pair["candidate"]["slices"]["batch"]["a"]["ap"] == pytest.approx(1.0)
+    assert pair["test_split"]["images_per_batch"] == {"a": 3, "b": 2}
     assert set(pair["candidate"]["slices"]["brightness"]) == {"dark", "mid", "bright"}
     assert judge(pair, GateThresholds(min_ap=0.5, min_ap50=0.5), contract_ok=True, infra_ok=True).passed
 

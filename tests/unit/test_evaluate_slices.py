@@ -10,6 +10,7 @@ from detectops.evaluate.coco_metrics import coco_metrics
 from detectops.evaluate.slices import (
     BRIGHTNESS_EDGES,
     UNMAPPED_BATCH,
+    batches_from_images,
     brightness_bucket,
     evaluate_slices,
     image_brightness,
@@ -107,6 +108,13 @@ def test_images_missing_from_the_batch_mapping_form_their_own_slice():
     gt, _ = _case()
     groups = slice_image_ids(gt["images"], image_batches={"a1.jpg": "batch-a"})
     assert groups["batch"] == {UNMAPPED_BATCH: [2, 3, 4], "batch-a": [1]}
+
+
+def test_batches_come_from_image_records_only_when_every_image_names_one():
+    images = [{"id": 1, "file_name": "x.jpg", "batch": "b1"}, {"id": 2, "file_name": "y.jpg", "batch": "b2"}]
+    assert batches_from_images(images) == {"x.jpg": "b1", "y.jpg": "b2"}
+    assert batches_from_images([*images, {"id": 3, "file_name": "z.jpg"}]) is None
+    assert batches_from_images([]) is None
 
 
 def test_bad_edges_and_missing_brightness_are_refused():

@@ -27,6 +27,8 @@ from detectops.evaluate.slices import (
     BRIGHTNESS_EDGES,
     MIN_SLICE_BOXES,
     MIN_SLICE_IMAGES,
+    UNMAPPED_BATCH,
+    batches_from_images,
     brightness_bucket,
     evaluate_slices,
     image_brightness,
@@ -82,7 +84,7 @@ def _split_summary(dataset: Any, brightness: Mapping[int, float], image_batches:
     if image_batches is not None:
         per_batch: dict[str, int] = {}
         for im in dataset.images:
-            batch = str(image_batches.get(str(im["file_name"]), "(unmapped)"))
+            batch = str(image_batches.get(str(im["file_name"]), UNMAPPED_BATCH))
             per_batch[batch] = per_batch.get(batch, 0) + 1
         summary["images_per_batch"] = dict(sorted(per_batch.items()))
     return summary
@@ -109,11 +111,14 @@ def evaluate_pair(
 
     Models: SavedModel directories, ``ModelRef``s or their dicts, or anything
     ``detectops.models.fetch_model`` accepts (the contract is verified on the way).
-    ``image_batches``: ``{image file_name: batch id}`` from the dataset version's manifest;
-    without it there are no batch slices. Returns ``{"candidate": {...}, "champion": {...} | None,
-    "test_split": {...}, "run_id": str | None}``, each model with ``metrics``, ``per_class_ap``,
-    ``per_class`` (AP, AP50, box count, ``too_small``), ``slices``, ``latency`` (``p95_ms``),
-    ``label_map``, ``model`` and its report files. ``output_dir``: reports go to
+    ``image_batches``: ``{image file_name: batch id}`` from the dataset version's manifest
+    (``DatasetVersion.image_batches("test")``); by default the ``"batch"`` of each image record
+    of the split, when every image has one; else there are no batch slices.
+
+    Returns ``{"candidate": {...}, "champion": {...} | None, "test_split": {...}, "run_id"}``,
+    each model with ``metrics``, ``per_class_ap``, ``per_class`` (AP, AP50, box count,
+    ``too_small``), ``slices`` (``{"batch"|"brightness": {name: ...}}``), ``latency``
+    (``p95_ms``), ``label_map``, ``model`` and its report files. ``output_dir``: reports go to
     ``<output_dir>/candidate`` and ``/champion``, and the whole result to ``pair.json``.
     ``mlflow_experiment``: log both models as one run there (see ``log_pair``).
 
@@ -132,6 +137,8 @@ def evaluate_pair(
     dataset_dir = Path(test_dataset_dir)
     dataset = CocoDataset.load(dataset_dir)
     gt = dataset.to_json_dict()
+    if image_batches is None:  # a dataset version's split records each image's batch itself
+        image_batches = batches_from_images(dataset.images)
     brightness = image_brightness(dataset)  # a property of the data: computed once for both models
     slice_kwargs = {"image_batches": image_batches, "brightness": brightness, "edges": tuple(brightness_edges),
                     "min_images": min_slice_images, "min_boxes": min_slice_boxes}

@@ -77,6 +77,14 @@ def image_brightness(dataset: Any) -> dict[int, float]:
     return {int(im["id"]): mean_luma(load_image(dataset.image_path(im))) for im in dataset.images}
 
 
+def batches_from_images(images: Sequence[Mapping[str, Any]]) -> dict[str, str] | None:
+    """``{file_name: batch}`` from image records that carry a ``"batch"`` key, as a dataset
+    version's splits do (``detectops.data.versioning``); ``None`` unless every image has one."""
+    if not images or any(im.get("batch") in (None, "") for im in images):
+        return None
+    return {str(im["file_name"]): str(im["batch"]) for im in images}
+
+
 def _check_edges(edges: Sequence[float]) -> tuple[float, float]:
     if len(edges) != 2 or not 0 <= edges[0] < edges[1] <= 255:
         raise ValueError(f"brightness edges must be two luma values 0 <= low < high <= 255, got {list(edges)}")
