@@ -42,7 +42,9 @@ for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "tags": sorted(dag.tags or []),
         "doc_md": dag.doc_md or "",
-        "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries} for t in dag.tasks},
+        "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries, "operator": type(t).__name__,
+                              "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule), "setup": t.is_setup, "teardown": t.is_teardown,
+                              "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks},
         "schedule": type(dag.timetable).__name__,
         "catchup": dag.catchup,
     }
@@ -97,4 +99,19 @@ def test_every_task_has_an_owner_and_retries(parsed):
 def test_level0_is_manual_only(parsed):
     dag = parsed["dags"]["detectops_level0_manual"]
     assert dag["schedule"] == "NullTimetable", dag["schedule"]
-    assert {"validate_data", "fetch_model", "evaluate", "register", "build_image", "deploy", "smoke_test"} <= set(dag["tasks"])
+    assert {"validate_data", "fetch_model", "evaluate", "register", "build_image"} <= set(dag["tasks"])
+
+
+def test_level0_deploys_through_the_shared_deploy_group(parsed):
+    """One deployment path (detectops.dagkit.deploy_group): lock, pod deploy, smoke, then promote or reject."""
+    tasks = parsed["dags"]["detectops_level0_manual"]["tasks"]
+    group = {t: v for t, v in tasks.items() if t.startswith("deploy.")}
+    assert set(group) == {"deploy.prepare", "deploy.acquire_lock", "deploy.deploy", "deploy.smoke_test",
+                          "deploy.promote", "deploy.reject", "deploy.release_lock"}
+    assert group["deploy.deploy"]["operator"] == "KubernetesPodOperator"
+    assert group["deploy.acquire_lock"]["setup"] and group["deploy.release_lock"]["teardown"]
+    assert group["deploy.reject"]["trigger_rule"] == "one_failed"
+    assert "deploy.smoke_test" in group["deploy.promote"]["upstream"]
+    assert group["deploy.prepare"]["upstream"] == ["deploy_spec"]
+    # no other deployment path beside the group's
+    assert not [t for t, v in tasks.items() if v["operator"] == "KubernetesPodOperator" and not t.startswith("deploy.")]

@@ -86,5 +86,9 @@ def _plain(value: Any) -> Any:
     """An XCom-safe form of whatever the registry returned."""
     if value is None or isinstance(value, (str, int, float, bool, list, dict)):
         return value
+    import dataclasses
+
     to_dict = getattr(value, "to_dict", None)
-    return to_dict() if callable(to_dict) else str(value)
+    if callable(to_dict):
+        return to_dict()
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
