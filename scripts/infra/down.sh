@@ -51,6 +51,8 @@ our_shims() {
 # kube-proxy first: then its iptables rules and ipsets go (`--cleanup` needs ipset in
 # iptables mode) and route_localnet gets the machine's own value back.
 K="$STATE/k8s"
+ours_ran=0   # did our kubelet or kube-proxy run? Then the KUBE-* iptables chains are ours too.
+{ [ -s "$PIDS/kubelet.pid" ] || [ -s "$PIDS/kube-proxy.pid" ]; } && ours_ran=1
 stop kube-proxy
 if [ -x "$K8S_BIN/kube-proxy" ] && [ -e "$K/net/route_localnet.orig" ]; then
   "$K8S_BIN/kube-proxy" --cleanup --proxy-mode=iptables >>"$LOGS/kube-proxy.log" 2>&1 \
@@ -92,6 +94,28 @@ if [ -n "$shims" ]; then
   log "killing leftover containerd shims of ours: $(echo $shims)"
   kill -TERM $shims 2>/dev/null || true; sleep 1
   shims="$(our_shims)"; [ -n "$shims" ] && kill -KILL $shims 2>/dev/null || true
+fi
+
+# What `kube-proxy --cleanup` leaves: the chains the kubelet makes (KUBE-FIREWALL, KUBE-MARK-*,
+# KUBE-POSTROUTING) and both canaries. Jumps from the built-in chains first, then the chains.
+remove_kube_chains() {
+  local t chain n
+  for t in filter nat mangle; do
+    for chain in INPUT OUTPUT FORWARD PREROUTING POSTROUTING; do
+      for n in $(iptables -t "$t" -L "$chain" -n --line-numbers 2>/dev/null | awk '$2 ~ /^KUBE-/ {print $1}' | sort -rn); do
+        iptables -t "$t" -D "$chain" "$n"
+      done
+    done
+    for chain in $(iptables -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
+      iptables -t "$t" -F "$chain"
+    done
+    for chain in $(iptables -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
+      iptables -t "$t" -X "$chain" || log "could not delete iptables chain $t/$chain"
+    done
+  done
+}
+if [ "$ours_ran" = 1 ] && command -v iptables >/dev/null; then
+  remove_kube_chains && log "removed the KUBE-* iptables chains of our kubelet and kube-proxy"
 fi
 
 # Unmount everything under the state dir, deepest first (kubelet volume tmpfs, containerd

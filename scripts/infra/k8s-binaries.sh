@@ -16,7 +16,12 @@ if all_present; then
 fi
 
 mkdir -p "$K8S_BIN"
-if [ -f "$K8S_PREBUILT/SHA256SUMS" ]; then
+prebuilt_complete() {  # every binary we need is in the prebuilt folder's SHA256SUMS
+  local b
+  [ -f "$K8S_PREBUILT/SHA256SUMS" ] || return 1
+  for b in "${BINS[@]}"; do grep -q " $b.xz\$" "$K8S_PREBUILT/SHA256SUMS" || return 1; done
+}
+if prebuilt_complete; then
   log "verifying $K8S_PREBUILT/SHA256SUMS"
   (cd "$K8S_PREBUILT" && sha256sum --quiet -c SHA256SUMS) \
     || die "checksum mismatch in $K8S_PREBUILT; remove the folder to build from source instead"
@@ -28,7 +33,7 @@ if [ -f "$K8S_PREBUILT/SHA256SUMS" ]; then
     mv "$K8S_BIN/.$b.tmp" "$K8S_BIN/$b"   # atomic: never a half-written binary
   done
 else
-  log "no prebuilt binaries at $K8S_PREBUILT: building from Debian's source package"
+  log "no prebuilt copy of all of ${BINS[*]} at $K8S_PREBUILT: building from Debian's source package"
   "$INFRA_SCRIPTS/k8s-build-from-source.sh" "$K8S_BIN"
 fi
 "$K8S_BIN/kube-apiserver" --version
