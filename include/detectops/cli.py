@@ -6,6 +6,7 @@
     detectops generate-data OUT --images 200 --seed 7
     detectops serve --model-dir DIR [--host 0.0.0.0 --port 8080]
     detectops build --model-dir DIR --model-version 3 --registry 127.0.0.1:5000
+    detectops promote MODEL VERSION | detectops rollback MODEL [--reason TEXT]
     detectops deploy --spec '{"model_name": ..., "model_version": ..., "image": "repo@sha256:..."}' [--xcom-file F]
 
 Each subcommand prints its result as JSON on stdout (logs go to stderr), and exits 2 with
@@ -100,6 +101,31 @@ def cmd_train(args: argparse.Namespace) -> Any:
     return run_from_args(args)
 
 
+def cmd_promote(args: argparse.Namespace) -> Any:
+    from detectops import registry
+
+    return registry.promote(args.model, args.version, alias=args.alias, previous_alias=args.previous_alias,
+                            tracking_uri=args.mlflow).to_dict()
+
+
+def cmd_rollback(args: argparse.Namespace) -> Any:
+    from detectops import registry
+
+    move = registry.rollback(args.model, alias=args.alias, previous_alias=args.previous_alias,
+                             from_version=args.from_version, reason=args.reason, tracking_uri=args.mlflow)
+    print(f"{move.name}@{move.alias} is version {move.version} now; deploy its image: {move.image or '(none recorded)'}",
+          file=sys.stderr)
+    return move.to_dict()
+
+
+def _alias_arguments(p: argparse.ArgumentParser) -> None:
+    import os
+
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--previous-alias", default="previous")
+    p.add_argument("--mlflow", default=os.environ.get("MLFLOW_TRACKING_URI"), help="tracking URI (default $MLFLOW_TRACKING_URI)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import os
 
@@ -139,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=None, help="SavedModel directory (default $DETECTOPS_MODEL_DIR)")
     p.add_argument("--host", default=os.environ.get("DETECTOPS_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("DETECTOPS_PORT", "8080")))
+
+    p = add("promote", cmd_promote, "Point champion at a version that serves; the old champion keeps 'previous'.")
+    p.add_argument("model", help="registered model name")
+    p.add_argument("version", help="model version to promote")
+    _alias_arguments(p)
+
+    p = add("rollback", cmd_rollback, "Point champion back at 'previous' and record why on the version left; "
+            "prints the image to deploy (the detectops_rollback DAG also redeploys it).")
+    p.add_argument("model", help="registered model name")
+    p.add_argument("--from-version", default=None, help="the version expected to be champion now (makes a retry safe)")
+    p.add_argument("--reason", default="rolled back by hand", help="recorded on the version rolled back from")
+    _alias_arguments(p)
 
     from detectops import build, deploy  # argument definitions only; heavy imports stay inside
 

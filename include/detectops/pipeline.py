@@ -82,9 +82,19 @@ def register_model(
     alias: str | None = None,
     dag_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Register the evaluated model (idempotent by model hash) and point ``alias`` at it."""
-    from detectops import registry
+    """Register the evaluated model (idempotent by model hash); ``alias`` (e.g. ``challenger``) may name it.
 
+    Registration never moves ``champion`` or ``previous``: that is ``promote_model``'s job, once
+    the version serves and passed its smoke test (so the registry and the cluster agree).
+    """
+    from detectops import registry
+    from detectops.errors import PromotionError
+
+    if alias in (registry.CHAMPION, registry.PREVIOUS):
+        raise PromotionError(
+            f"registration does not move '{alias}': register with alias=None (or 'challenger'), then promote it "
+            "(detectops.registry.promote, the deploy group's promote step) once the version is deployed and smoke-tested."
+        )
     ref = registry.register_model(
         model,
         run_id=evaluation["run_id"],
