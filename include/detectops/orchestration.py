@@ -76,6 +76,24 @@ def deployer_pod_settings() -> dict[str, Any]:
     return {"service_account_name": "detectops-deployer"}
 
 
+def training_pod_settings() -> dict[str, Any]:
+    """KubernetesPodOperator arguments for the training pod: bounded resources, non-root.
+
+    Requests are what the scheduler reserves (one core, so a serving pod still fits beside it on
+    a 2-core node); the limits stop a runaway from starving the node. The pod needs no API
+    access (it talks only to MLflow), so no ServiceAccount token is mounted.
+    """
+    from kubernetes.client import models as k8s  # the provider imports it already
+
+    return {
+        "container_resources": k8s.V1ResourceRequirements(
+            requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "2", "memory": "4Gi"}),
+        "security_context": k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=10001, run_as_group=10001),
+        "automount_service_account_token": False,
+        "env_vars": [k8s.V1EnvVar(name="OMP_NUM_THREADS", value="2")],
+    }
+
+
 def _connection(conn_id: str):
     from airflow.sdk import BaseHook
 

@@ -32,6 +32,15 @@ def work_dir() -> Path:
     return Path(os.environ.get("DETECTOPS_WORK", state_dir() / "work")).resolve()
 
 
+def landing_dir() -> Path:
+    """The file-drop landing area for new data batches (``DETECTOPS_LANDING_DIR``).
+
+    Level 1's AssetWatcher watches its ``READY`` marker; the triggerer and the workers must see
+    the same directory (one machine here; a shared volume elsewhere).
+    """
+    return Path(os.environ.get("DETECTOPS_LANDING_DIR", state_dir() / "landing")).resolve()
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The git commit of the running code (``DETECTOPS_CODE_VERSION`` wins, e.g. inside an image)."""

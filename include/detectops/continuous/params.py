@@ -1,0 +1,38 @@
+"""The Params form of the level-1 DAG (parse-time light: no heavy imports)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The demo's own model: the synthetic shapes (``detectops.data.synthetic.SHAPES``), beside level 0's COCO detector.
+DEFAULT_MODEL = "shapes-detector"
+DEFAULT_LABEL_MAP = {"1": "circle", "2": "square", "3": "triangle", "4": "cross", "5": "ring", "6": "diamond"}
+
+
+def level1_params(Param: Any) -> dict[str, Any]:
+    """``Param`` is ``airflow.sdk.Param`` (passed in so this module imports nothing from Airflow)."""
+    return {
+        "model_name": Param(DEFAULT_MODEL, type="string", title="Registered model name",
+                            description="The model this pipeline trains; events for other models are ignored."),
+        "label_map": Param(DEFAULT_LABEL_MAP, type="object", title="Label map",
+                           description="{category id: name}. A batch with another class is rejected: a new class means a new model."),
+        "namespace": Param("detectops-shapes", type="string", title="Kubernetes namespace of the model's service"),
+        "deployment": Param("shapes-detector", type="string", title="Deployment (and Service) name"),
+        "champion_alias": Param("champion", type="string", title="Alias that serves (moves only after the smoke test)"),
+        "candidate_alias": Param("challenger", type="string", title="Alias of a candidate that passed the gate"),
+        "previous_alias": Param("previous", type="string", title="Alias the replaced champion keeps, for rollback"),
+        "train_config": Param("demo", type="string", title="Training configuration",
+                              description="demo (about 5 minutes on 2 cores), tiny (seconds, for tests) or a JSON object"),
+        "pipeline_image": Param("", type="string", title="Pipeline image (empty: the Variable, else this code's image)"),
+        "retrain_unchanged": Param(False, type="boolean", title="Retrain even if the data did not change"),
+        "max_skew": Param(0.5, type="number", minimum=0, maximum=1, title="Skew that stops the run",
+                          description="Largest L-inf / Jensen-Shannon distance of a batch to the current version before the run stops."),
+        "map_margin": Param(0.0, type="number", minimum=-1, maximum=1, title="Gate: candidate AP >= champion AP + margin"),
+        "max_class_ap_drop": Param(0.1, type="number", minimum=0, maximum=1, title="Gate: largest per-class AP drop"),
+        "max_slice_ap_drop": Param(0.1, type="number", minimum=0, maximum=1, title="Gate: largest per-slice AP drop"),
+        "p95_latency_ms_budget": Param(500.0, type="number", minimum=1, title="Gate: p95 latency budget (ms)"),
+        "min_ap": Param(0.2, type="number", minimum=0, maximum=1, title="Gate without a champion: minimum AP"),
+        "min_ap50": Param(0.4, type="number", minimum=0, maximum=1, title="Gate without a champion: minimum AP50"),
+        "score_threshold": Param(0.3, type="number", minimum=0, maximum=1, title="Serving score threshold"),
+        "replicas": Param(1, type="integer", minimum=1, maximum=4, title="Serving replicas"),
+    }
