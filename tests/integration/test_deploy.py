@@ -1,14 +1,15 @@
 """detectops.deploy against the real single-node cluster from ``scripts/infra/up.sh``.
 
 1. An admin creates a namespace and the deployer's ServiceAccount/Role/RoleBinding.
-2. The deployer runs *as a pod* with only that Role (hostNetwork + in-cluster config, because
-   the local cluster has no kube-proxy/DNS), rolls the tiny-detector image out, smoke-tests the
-   pods' IPs and prints its DeploymentResult.
-3. From the host, through the API server's port-forward (loopback only), the astronaut photo
-   goes to ``:predict`` and ``/detect``.
+2. The deployer runs *as an ordinary pod* (no host network) with only that Role: in-cluster
+   config through the ``kubernetes`` Service, rolls the tiny-detector image out, smoke-tests it
+   through the Service's ClusterIP and prints its DeploymentResult.
+3. From the host, through the Service's NodePort on 127.0.0.1 (loopback only), the astronaut
+   photo goes to ``:predict`` and ``/detect``.
 4. A deliberately broken image (its model path does not exist, so the container exits) is
    deployed: the rollout fails early, is rolled back automatically, and the good version keeps
    serving.
+5. The per-model deploy lock on the real Lease API: one holder at a time, released by its holder.
 
 Needs the infrastructure: ``scripts/infra/up.sh`` (writes ``.state/infra/env.sh``).
 """
@@ -67,25 +68,31 @@ def broken_image(good_image):
     return push_image(tag, log=lambda _: None)
 
 
-def _run_deployer_pod(kube, namespace: str, image: str, deployer_image: str, timeout_s: int = 420) -> dict:
+def _spec(image, namespace: str, **changes):
+    from detectops.deploy import DeploySpec
+
+    return DeploySpec(model_name="detector-it", model_version="1", image=image.pinned, namespace=namespace,
+                      deployment=NAME, **changes)
+
+
+def _run_deployer_pod(kube, spec, deployer_image: str, timeout_s: int = 420) -> dict:
     """The deployer pod from include/k8s/serving/deployer-pod.yaml; returns the DeploymentResult it printed."""
     from detectops.deploy import deployer_pod_manifest
 
-    pod = deployer_pod_manifest(deployer_image=deployer_image, image=image, namespace=namespace, name=NAME,
-                                timeout_s=300)
-    # The pod runs the image's entrypoint as rendered: `detectops deploy --image ... --smoke-via pods`,
-    # exactly what KubernetesPodOperator runs.
-    assert pod["spec"]["containers"][0]["args"][0] == "deploy"
-    created = kube.core.create_namespaced_pod(namespace, pod)
+    pod = deployer_pod_manifest(deployer_image=deployer_image, spec=spec)
+    # The pod runs the image's entrypoint as rendered: `detectops deploy --spec JSON`, exactly
+    # what deploy_group's KubernetesPodOperator runs.
+    assert pod["spec"]["containers"][0]["args"][:2] == ["deploy", "--spec"] and "hostNetwork" not in pod["spec"]
+    created = kube.core.create_namespaced_pod(spec.namespace, pod)
     name = created.metadata.name
     deadline = time.monotonic() + timeout_s
     while True:
-        phase = kube.core.read_namespaced_pod(name, namespace).status.phase
+        phase = kube.core.read_namespaced_pod(name, spec.namespace).status.phase
         if phase in ("Succeeded", "Failed"):
             break
         assert time.monotonic() < deadline, f"deployer pod {name} still {phase} after {timeout_s}s"
         time.sleep(3)
-    logs = kube.core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
+    logs = kube.core.read_namespaced_pod_log(name, spec.namespace, _preload_content=False).data.decode()
     assert phase == "Succeeded", f"deployer pod failed:\n{logs[-3000:]}"
     lines = logs.rstrip().splitlines()
     start = max(i for i, line in enumerate(lines) if line == "{")  # the CLI prints the result last, as JSON
@@ -93,30 +100,33 @@ def _run_deployer_pod(kube, namespace: str, image: str, deployer_image: str, tim
     return result
 
 
-def _forwarded(kube, namespace: str):
+def _node_port(kube, spec):
     from detectops.deploy.smoke import smoke_targets
 
-    (target,) = smoke_targets(kube, namespace, NAME, 8080, "port-forward")
+    (target,) = smoke_targets(kube, spec.namespace, spec.service, spec.port, "nodeport")
+    assert target.label.startswith("http://127.0.0.1:")  # loopback: never a ClusterIP from the host
     return target
 
 
 def test_deploy_serve_and_roll_back(kube, namespace, good_image, broken_image) -> None:
-    from detectops.deploy import DeploymentRolledBack, deploy
+    from detectops.deploy import DeploymentRolledBack, deploy, smoke_test
 
-    # -- 2. the deployer pod, with only its namespaced Role, rolls out the good image
-    result = _run_deployer_pod(kube, namespace, good_image.pinned, deployer_image=good_image.pinned)
+    spec = _spec(good_image, namespace, expect_label="person")
+    # -- 2. the deployer pod, with only its namespaced Role and no host network, rolls out the good image
+    result = _run_deployer_pod(kube, spec, deployer_image=good_image.pinned)
     print("deployer pod result:", json.dumps(result, indent=1))
     assert result["image"] == good_image.pinned
     assert result["ready_replicas"] == 1 and result["previous_image"] is None
     assert "person" in result["smoke"]["labels"]
-    assert result["smoke"]["targets"][0].startswith("http://")  # a pod IP: --smoke-via pods
+    cluster_ip = kube.core.read_namespaced_service(NAME, namespace).spec.cluster_ip
+    assert result["smoke"]["targets"] == [f"http://{cluster_ip}:8080"]  # through the Service, from a pod
 
     dep = kube.apps.read_namespaced_deployment(NAME, namespace)
     assert dep.metadata.annotations["detectops.io/image-digest"] == good_image.digest
     good_revision = int(dep.metadata.annotations["deployment.kubernetes.io/revision"])
 
-    # -- 3. from the host: the astronaut through port-forward (loopback only)
-    target = _forwarded(kube, namespace)
+    # -- 3. from the host: the astronaut through the NodePort on loopback
+    target = _node_port(kube, spec)
     photo = astronaut_jpeg()
     body = json.dumps({"instances": [{"b64": base64.b64encode(photo).decode()}]}).encode()
     status, raw = target.request("POST", "/v1/models/detector:predict", body, {"Content-Type": "application/json"})
@@ -126,13 +136,14 @@ def test_deploy_serve_and_roll_back(kube, namespace, good_image, broken_image) -
     form, ctype = multipart(photo)
     status, raw = target.request("POST", "/detect", form, {"Content-Type": ctype})
     assert status == 200 and "person" in [d["label"] for d in json.loads(raw)["detections"]]
+    assert "person" in smoke_test(kube, spec, via="nodeport", log=lambda _: None).labels
 
     # -- 4. a broken image is rolled back automatically; the good one keeps serving
     lines: list[str] = []
     started = time.monotonic()
     with pytest.raises(DeploymentRolledBack) as err:
-        deploy(broken_image.pinned, namespace, NAME, timeout_s=240, smoke_via="port-forward",
-               kube=kube, log=lines.append)
+        deploy(_spec(broken_image, namespace, rollout_timeout_s=240), smoke_via="nodeport", kube=kube,
+               log=lines.append)
     elapsed = time.monotonic() - started
     print(f"rolled back in {elapsed:.1f}s:\n{err.value}")
     assert err.value.reason in ("CrashLoopBackOff", "ContainerExited", "PodFailed", "Error")
@@ -146,12 +157,29 @@ def test_deploy_serve_and_roll_back(kube, namespace, good_image, broken_image) -
     assert dep.spec.template.spec.containers[0].image == good_image.pinned
     assert dep.metadata.annotations["detectops.io/image-digest"] == good_image.digest
     assert (dep.status.available_replicas or 0) == 1
-    status, raw = _forwarded(kube, namespace).request("POST", "/detect", form, {"Content-Type": ctype})
+    status, raw = _node_port(kube, spec).request("POST", "/detect", form, {"Content-Type": ctype})
     assert status == 200 and "person" in [d["label"] for d in json.loads(raw)["detections"]]
 
-    # -- idempotent: deploying the good image again changes nothing and passes
-    again = deploy(good_image.pinned, namespace, NAME, smoke_via="port-forward", kube=kube, log=lambda _: None)
+    # -- idempotent: deploying the good image again changes nothing, keeps the NodePort, and passes
+    node_port = _node_port(kube, spec).label
+    again = deploy(spec, smoke_via="nodeport", kube=kube, log=lambda _: None)
     assert again.image == good_image.pinned and again.previous_image == good_image.pinned
+    assert _node_port(kube, spec).label == node_port
+
+
+def test_deploy_lock_on_the_real_lease_api(kube) -> None:
+    from detectops.deploy.lock import release, status, try_acquire
+
+    model = f"lock-it-{uuid.uuid4().hex[:6]}"
+    try:
+        assert try_acquire(kube, model, "dag-a/run-1").holder == "dag-a/run-1"
+        assert try_acquire(kube, model, "dag-b/run-9").holder == "dag-a/run-1"  # the other one waits
+        assert release(kube, model, "dag-b/run-9") is False
+        assert release(kube, model, "dag-a/run-1") is True and status(kube, model).holder is None
+        assert try_acquire(kube, model, "dag-b/run-9").holder == "dag-b/run-9"
+    finally:
+        release(kube, model, "dag-a/run-1")
+        release(kube, model, "dag-b/run-9")
 
 
 def test_real_detector_finds_the_person_in_the_astronaut_photo(kube, namespace) -> None:
@@ -164,8 +192,8 @@ def test_real_detector_finds_the_person_in_the_astronaut_photo(kube, namespace) 
     model = fetch_model("centernet")  # cached after the first run; npm registry otherwise
     ref = build_and_push(model.path, registry=env["DETECTOPS_REGISTRY"], model_version="centernet-1",
                          log=lambda _: None)
-    result = deploy(ref.pinned, namespace, NAME, model_version="centernet-1", smoke_via="port-forward",
-                    expect_label="person", timeout_s=240, kube=kube, log=lambda _: None)
+    result = deploy(_spec(ref, namespace, model_version="centernet-1", expect_label="person", rollout_timeout_s=240),
+                    smoke_via="nodeport", kube=kube, log=lambda _: None)
     assert result.image == ref.pinned and result.ready_replicas == 1
     assert "person" in result.smoke["labels"]
-    assert result.smoke["targets"][0].startswith("port-forward pod/")
+    assert result.smoke["targets"][0].startswith("http://127.0.0.1:")

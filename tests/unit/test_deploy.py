@@ -455,3 +455,37 @@ def test_log_tail_falls_back_to_the_current_run_when_the_previous_is_gone() -> N
     kube = SimpleNamespace(core=Core())
     assert rollout.log_tail(kube, _pod(restarts=1, last_exit=2)) == "the real error"
     assert calls == [True, False]
+
+
+def test_replacing_a_service_keeps_its_cluster_ip_and_node_port() -> None:
+    from detectops.deploy.kube import apply
+
+    live = k.V1Service(metadata=k.V1ObjectMeta(name="detector", namespace="ns", resource_version="9"),
+                       spec=k.V1ServiceSpec(type="NodePort", cluster_ip="10.0.0.42",
+                                            ports=[k.V1ServicePort(name="http", port=8080, node_port=31234)]))
+    replaced = {}
+
+    class Api:  # the calls a Service apply makes; apply's dispatch table names the others
+        def __getattr__(self, name):
+            return None
+
+        def read_namespaced_service(self, name, namespace):
+            return live
+
+        def replace_namespaced_service(self, name, body, namespace):
+            replaced.update(body)
+            return body
+
+    _, svc = serving_manifests(SPEC)
+    apply(SimpleNamespace(core=Api(), apps=Api(), rbac=Api()), svc)
+    assert replaced["spec"]["clusterIP"] == "10.0.0.42"
+    assert replaced["spec"]["ports"][0]["nodePort"] == 31234  # clients of the old port keep the service
+    assert replaced["metadata"]["resourceVersion"] == "9"
+
+
+def test_a_service_without_a_node_port_cannot_be_smoke_tested_from_the_host() -> None:
+    svc = k.V1Service(spec=k.V1ServiceSpec(type="ClusterIP", cluster_ip="10.0.0.42",
+                                           ports=[k.V1ServicePort(name="http", port=8080)]))
+    kube = SimpleNamespace(core=SimpleNamespace(read_namespaced_service=lambda name, ns: svc))
+    with pytest.raises(smoke.SmokeFailed, match="no nodePort.*type NodePort"):
+        smoke.smoke_targets(kube, "ns", "detector", 8080, "nodeport")

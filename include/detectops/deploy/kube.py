@@ -81,7 +81,8 @@ def apply(kube: Kube, obj: dict[str, Any]) -> Any:
 
     Replace rather than patch: a field removed from the manifest (an env var, a probe) is then
     removed from the cluster too. Kept from the live object: ``resourceVersion`` (optimistic
-    concurrency) and a Service's ``clusterIP`` (immutable). Returns the API's object.
+    concurrency), a Service's ``clusterIP`` (immutable) and its ``nodePort``s (a replace without
+    them would allocate new ones: clients of the old port would lose the service). Returns the API's object.
     """
     from kubernetes.client.rest import ApiException
 
@@ -101,7 +102,7 @@ def apply(kube: Kube, obj: dict[str, Any]) -> Any:
         body = dict(obj)
         body["metadata"] = dict(meta, resourceVersion=live.metadata.resource_version)
         if kind == "Service":
-            body["spec"] = dict(obj["spec"], clusterIP=live.spec.cluster_ip)
+            body["spec"] = dict(obj["spec"], clusterIP=live.spec.cluster_ip, ports=_keep_node_ports(obj, live))
         return replace(meta["name"], body=body, **where)
     except ApiException as exc:
         raise DeployError(
@@ -110,6 +111,18 @@ def apply(kube: Kube, obj: dict[str, Any]) -> Any:
             + (" — the deployer's ServiceAccount lacks this permission (see include/k8s/serving/rbac.yaml)."
                if exc.status == 403 else "")
         ) from exc
+
+
+def _keep_node_ports(obj: dict[str, Any], live: Any) -> list[dict[str, Any]]:
+    """The manifest's Service ports, each with the live port's nodePort unless the manifest sets one."""
+    live_ports = {p.name: p.node_port for p in live.spec.ports or [] if p.node_port}
+    ports = []
+    for port in obj["spec"].get("ports", []):
+        port = dict(port)
+        if not port.get("nodePort") and port.get("name") in live_ports and obj["spec"].get("type") == "NodePort":
+            port["nodePort"] = live_ports[port["name"]]
+        ports.append(port)
+    return ports
 
 
 def apply_all(kube: Kube, objs: Iterable[dict[str, Any]]) -> list[Any]:
