@@ -116,27 +116,29 @@ def build_and_push(
     registry: dict[str, Any],
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Build the serving image with the model baked in, push it, record the digest in MLflow."""
-    import os
+    """Build the serving image with the model baked in, push it, record the digest in MLflow.
 
+    Everything comes from the arguments (the registry connection's settings), nothing from
+    the worker's environment. Returns the ``ImageRef`` dict plus ``image_by_digest`` (what to
+    deploy; also under ``image``).
+    """
     from detectops import build
     from detectops import registry as model_registry
 
-    if registry.get("docker_host"):
-        # The docker SDK reads the engine's address from the environment; this process is the task's own.
-        os.environ["DOCKER_HOST"] = registry["docker_host"]
     image = build.build_and_push(
         model["path"],
         registry=registry["registry"],
         repository=registry.get("repository") or build.DEFAULT_REPOSITORY,
         model_version=str(registered["version"]),
+        model_name=registered["name"],
         dataset_sha256=dataset["sha256"],
         base_image=registry.get("base_image"),
         username=registry.get("username"),
         password=registry.get("password"),
+        docker_host=registry.get("docker_host"),
     )
     model_registry.record_image(registered["name"], registered["version"], image, tracking_uri=tracking_uri)
-    return {**image.to_dict(), "image": image.pinned}
+    return {**image.to_dict(), "image": image.image_by_digest, "image_by_digest": image.image_by_digest}
 
 
 def prepare_namespace(namespace: str, *, kube_config: str | None) -> dict[str, Any]:

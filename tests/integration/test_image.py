@@ -63,7 +63,8 @@ def build_test_image(log=print):
 
     env = infra_env()
     return build_and_push(tiny_model_dir(), registry=env["DETECTOPS_REGISTRY"], model_version=TEST_MODEL_VERSION,
-                          dataset_sha256="0" * 64, log=log)
+                          model_name="tiny", dataset_sha256="0" * 64, base_image=env.get("DETECTOPS_BASE_IMAGE"),
+                          docker_host=env["DOCKER_HOST"], log=log)
 
 
 def free_port() -> int:
@@ -92,7 +93,11 @@ def multipart(data: bytes) -> tuple[bytes, str]:
 def image_ref():
     lines: list[str] = []
     ref = build_test_image(log=lines.append)
-    assert any(line.startswith("Step ") for line in lines), "the build log must reach the caller"
+    if not any(line.startswith("Step ") for line in lines):  # this content was pushed before: reused
+        assert any("reusing it" in line for line in lines), "the build log must reach the caller"
+    from detectops.build import docker_client
+
+    docker_client().api.pull(ref.repository, tag=ref.digest)  # the tests below run it by digest
     return ref
 
 
@@ -102,16 +107,34 @@ def test_pushed_digest_is_what_the_registry_serves(image_ref) -> None:
     registry, _, name = image_ref.repository.partition("/")
     assert image_ref.digest.startswith("sha256:")
     assert manifest_digest(registry, name, image_ref.tag) == image_ref.digest
-    commit12 = image_ref.tag.split("-", 1)[1]
-    assert image_ref.tag.startswith(f"v{TEST_MODEL_VERSION}-")
-    assert manifest_digest(registry, name, commit12) == image_ref.digest  # both tags, one image
+    assert image_ref.tag.startswith(f"tiny-v{TEST_MODEL_VERSION}-")
+    assert image_ref.image_by_digest == f"{image_ref.repository}@{image_ref.digest}"
+
+
+def test_a_tag_is_never_pushed_over(image_ref, tmp_path) -> None:
+    """The same content again reuses the pushed image; another model under the same tag is refused."""
+    from detectops.errors import ImageTagConflict
+    from tests.support.tiny_detector import make_tiny_detector
+
+    lines: list[str] = []
+    again = build_test_image(log=lines.append)
+    assert again == image_ref and not any(line.startswith("Step ") for line in lines)  # no rebuild, no push
+
+    from detectops.build import build_and_push
+
+    env = infra_env()
+    other = make_tiny_detector(tmp_path / "other", scores=(0.8, 0.5))
+    with pytest.raises(ImageTagConflict, match="already names another build"):
+        build_and_push(other, registry=env["DETECTOPS_REGISTRY"], model_version=TEST_MODEL_VERSION, model_name="tiny",
+                       dataset_sha256="0" * 64, base_image=env.get("DETECTOPS_BASE_IMAGE"),
+                       commit=image_ref.tag.removeprefix(f"tiny-v{TEST_MODEL_VERSION}-"), log=lambda _: None)
 
 
 def test_image_labels_size_and_user(image_ref) -> None:
     from detectops.build import docker_client
 
     client = docker_client()
-    info = client.api.inspect_image(image_ref.tagged)
+    info = client.api.inspect_image(image_ref.image_by_digest)
     labels = info["Config"]["Labels"]
     assert labels["io.detectops.model.version"] == TEST_MODEL_VERSION
     assert labels["io.detectops.dataset.sha256"] == "0" * 64
@@ -130,7 +153,7 @@ def test_container_serves_the_baked_in_model(image_ref) -> None:
     client = docker_client()
     port = free_port()
     container = client.containers.run(
-        image_ref.tagged, detach=True, read_only=True, tmpfs={"/tmp": "rw,size=64m"},
+        image_ref.image_by_digest, detach=True, read_only=True, tmpfs={"/tmp": "rw,size=64m"},
         ports={"8080/tcp": ("127.0.0.1", port)},
         name=f"detectops-it-{uuid.uuid4().hex[:8]}",
     )
@@ -153,7 +176,7 @@ def test_container_serves_the_baked_in_model(image_ref) -> None:
         assert "person" in [d["label"] for d in detect["detections"]]  # the tiny detector's fixed class 1
         assert detect["model"]["version"] == TEST_MODEL_VERSION
         # the image's HEALTHCHECK command works without curl, and the KPO sidecar tools exist
-        check = client.api.inspect_image(image_ref.tagged)["Config"]["Healthcheck"]["Test"][1:]
+        check = client.api.inspect_image(image_ref.image_by_digest)["Config"]["Healthcheck"]["Test"][1:]
         assert container.exec_run(check).exit_code == 0
         assert container.exec_run(["pgrep", "-f", "detectops"]).exit_code == 0
         assert container.exec_run(["id", "-u"]).output.decode().strip() == "10001"

@@ -21,12 +21,13 @@ from detectops.settings import INCLUDE_DIR
 DIGEST = "sha256:" + "ab" * 32
 
 
-def test_tags_carry_model_version_and_commit() -> None:
+def test_one_tag_carries_model_name_version_and_commit() -> None:
     tags = image_tags("127.0.0.1:5000", 7, "0123456789abcdef0123")
-    assert tags == ["127.0.0.1:5000/detectops/detector:v7-0123456789ab",
-                    "127.0.0.1:5000/detectops/detector:0123456789ab"]
+    # No bare :<commit12> tag: each model version built at that commit would move it.
+    assert tags == ["127.0.0.1:5000/detectops/detector:v7-0123456789ab"]
+    assert image_tags("r:5000", 1, "ab" * 20, model_name="shapes/v1") == ["r:5000/detectops/detector:shapes_v1-v1-" + "ab" * 6]
     dirty = image_tags("reg:5000", "1", "0123456789abcdef-dirty")
-    assert dirty[1].endswith(":0123456789ab-dirty")
+    assert dirty[0].endswith(":v1-0123456789ab-dirty")
     assert image_tags("r", "a/b c", "ff" * 20)[0].endswith(":va_b_c-" + "ff" * 6)
 
 
@@ -90,7 +91,8 @@ def test_runtime_pins_match_this_venv_and_leave_out_the_platform() -> None:
     assert pins == wheelhouse.runtime_pins().split(), "regenerate include/docker/requirements-runtime.txt"
     names = {p.split("==")[0] for p in pins}
     assert {"tensorflow-cpu", "fastapi", "uvicorn", "kubernetes", "pillow", "prometheus-client"} <= names
-    assert not names & {"apache-airflow", "mlflow", "mlflow-skinny", "great-expectations"}
+    # The MLflow client (mlflow-skinny) is in: training pods log to MLflow. The server and the platform are not.
+    assert not names & {"apache-airflow", "mlflow", "great-expectations"}
     assert all("==" in p for p in pins)
 
 
@@ -139,13 +141,16 @@ def test_wheelhouse_is_served_on_loopback(tmp_path: Path) -> None:
 
 def test_dockerfile_layers_are_ordered_for_fast_rebuilds() -> None:
     text = (INCLUDE_DIR / "docker" / "Dockerfile").read_text()
-    runtime = text[text.index("AS runtime"):]
-    assert runtime.index("COPY --from=builder /opt/venv") < runtime.index("COPY ${MODEL_DIR}/") \
-        < runtime.index("COPY include/ /opt/detectops/include/")
-    # per-build values come after every file layer, or each commit would recopy the venv
-    assert runtime.index("ARG GIT_COMMIT") > runtime.index("COPY include/ /opt/detectops/include/")
-    assert "USER 10001" in runtime and "HEALTHCHECK" in runtime and "/healthz" in runtime
-    assert 'ENTRYPOINT ["detectops"]' in runtime and 'CMD ["serve"]' in runtime
+    pipeline = text[text.index("AS pipeline"):text.index("AS detector")]
+    detector = text[text.index("AS detector"):]
+    # venv, then code (pipeline target); the model goes on top (detector target)
+    assert pipeline.index("COPY --from=builder /opt/venv") < pipeline.index("COPY include/ /opt/detectops/include/")
+    assert "COPY ${MODEL_DIR}/" in detector and "COPY ${MODEL_DIR}/" not in pipeline
+    # per-build values come after every file layer, or each commit would recopy the venv / model
+    assert pipeline.index("ARG GIT_COMMIT") > pipeline.index("COPY include/ /opt/detectops/include/")
+    assert detector.index("ARG GIT_COMMIT") > detector.index("COPY ${MODEL_DIR}/")
+    assert "USER 10001" in detector and "HEALTHCHECK" in detector and "/healthz" in detector
+    assert 'ENTRYPOINT ["detectops"]' in detector and 'CMD ["serve"]' in detector
     assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in text and "procps" in text
 
 
@@ -263,9 +268,139 @@ def test_loopback_registries_use_http_others_https() -> None:
     assert distribution.registry_base_url("registry.example.com") == "https://registry.example.com"
 
 
-def test_image_ref_round_trips() -> None:
+def test_image_ref_round_trips_and_deploys_by_digest() -> None:
     ref = ImageRef("r/x", "v1", DIGEST)
     assert ImageRef.from_dict(ref.to_dict()) == ref
+    assert ref.image_by_digest == f"r/x@{DIGEST}"
+
+
+# -- immutable tags: never pushed over, the same content reused -----------------------------------------
+class _LabelledRegistry(BaseHTTPRequestHandler):
+    """Serves one image, a/b:v1, whose config carries ``labels``."""
+
+    labels: dict = {}
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, body: bytes | None, headers: dict) -> None:
+        self.send_response(200 if body is not None else 404)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if body and self.command == "GET":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        import json
+
+        if self.path == "/v2/a/b/manifests/v1":
+            body = json.dumps({"schemaVersion": 2, "config": {"digest": "sha256:cfg"}}).encode()
+            self._send(body, {"Docker-Content-Digest": DIGEST, "Content-Type": "application/json"})
+        elif self.path == "/v2/a/b/blobs/sha256:cfg":
+            self._send(json.dumps({"config": {"Labels": self.labels}}).encode(), {"Content-Type": "application/json"})
+        else:
+            self._send(None, {})
+
+    do_HEAD = do_GET
+
+
+@pytest.fixture
+def labelled_registry():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LabelledRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_free_tag_same_content_and_other_content(labelled_registry: str) -> None:
+    from detectops.build.immutable import CONTENT_LABEL, existing_build
+    from detectops.errors import ImageTagConflict
+
+    _LabelledRegistry.labels = {CONTENT_LABEL: "k" * 64}
+    assert existing_build(labelled_registry, "a/b", "v2", "k" * 64) is None  # free
+    assert existing_build(labelled_registry, "a/b", "v1", "k" * 64) == DIGEST  # same content: reuse
+    with pytest.raises(ImageTagConflict, match="already names another build.*never|not pushed over"):
+        existing_build(labelled_registry, "a/b", "v1", "j" * 64)
+    _LabelledRegistry.labels = {}  # an image pushed before content labels existed is not ours to replace
+    with pytest.raises(ImageTagConflict, match="unknown"):
+        existing_build(labelled_registry, "a/b", "v1", "k" * 64)
+
+
+def test_content_key_ignores_build_time_but_not_model_code_or_base(tmp_path: Path) -> None:
+    from detectops.build.immutable import content_key
+
+    args = {"MODEL_VERSION": "1", "GIT_COMMIT": "abc"}
+    key = content_key("m" * 64, base_image="base:1", build_args=args)
+    assert key == content_key("m" * 64, base_image="base:1", build_args={**args, "CREATED": "now", "WHEELHOUSE_URL": "u"})
+    assert key != content_key("n" * 64, base_image="base:1", build_args=args)
+    assert key != content_key("m" * 64, base_image="base:2", build_args=args)
+    assert key != content_key("m" * 64, base_image="base:1", build_args={**args, "DATASET_SHA256": "d"})
+    code = tmp_path / "include"
+    code.mkdir()
+    (code / "x.py").write_text("a = 1\n")
+    before = content_key("m" * 64, base_image=None, build_args=args, include_dir=code)
+    (code / "x.py").write_text("a = 2\n")
+    assert content_key("m" * 64, base_image=None, build_args=args, include_dir=code) != before
+
+
+def _fail_if_built(*args, **kwargs):
+    pytest.fail("built or contacted the Docker engine although the registry already decided")
+
+
+def test_build_and_push_reuses_the_same_content_without_building(tmp_path: Path, monkeypatch) -> None:
+    import detectops.build as build
+
+    seen = {}
+
+    def existing(registry, repository, tag, key, auth=None):
+        seen.update(registry=registry, repository=repository, tag=tag)
+        return DIGEST
+
+    monkeypatch.setattr(build, "existing_build", existing)
+    monkeypatch.setattr(build, "docker_client", _fail_if_built)
+    ref = build.build_and_push(_fake_model(tmp_path / "m"), registry="127.0.0.1:5000", model_version=3,
+                               model_name="detector", commit="ab" * 20, log=lambda _: None)
+    assert ref == ImageRef("127.0.0.1:5000/detectops/detector", "detector-v3-" + "ab" * 6, DIGEST)
+    assert seen == {"registry": "127.0.0.1:5000", "repository": "detectops/detector", "tag": "detector-v3-" + "ab" * 6}
+
+
+def test_build_and_push_refuses_a_tag_that_names_another_build(tmp_path: Path, monkeypatch) -> None:
+    import detectops.build as build
+    from detectops.errors import ImageTagConflict
+
+    def conflict(*args, **kwargs):
+        raise ImageTagConflict("127.0.0.1:5000/detectops/detector:v3-abab already names another build")
+
+    monkeypatch.setattr(build, "existing_build", conflict)
+    monkeypatch.setattr(build, "docker_client", _fail_if_built)
+    with pytest.raises(ImageTagConflict):
+        build.build_and_push(_fake_model(tmp_path / "m"), registry="127.0.0.1:5000", model_version=3,
+                             commit="ab" * 20, log=lambda _: None)
+
+
+def test_build_and_push_labels_the_content_and_checks_again_before_pushing(tmp_path: Path, monkeypatch) -> None:
+    import detectops.build as build
+
+    calls: list[str] = []
+    answers = iter([None, DIGEST])  # free before the build; pushed by a concurrent run meanwhile
+
+    def existing(*args, **kwargs):
+        calls.append("check")
+        return next(answers)
+
+    def built(model_dir, tags, **kwargs):
+        calls.append("build")
+        assert kwargs["labels"][build.CONTENT_LABEL] and len(tags) == 1
+        return "sha256:" + "1" * 64
+
+    monkeypatch.setattr(build, "existing_build", existing)
+    monkeypatch.setattr(build, "docker_client", lambda base_url=None: calls.append(f"engine {base_url}"))
+    monkeypatch.setattr(build, "build_image", built)
+    monkeypatch.setattr(build, "push_image", lambda *a, **k: pytest.fail("pushed over a tag"))
+    ref = build.build_and_push(_fake_model(tmp_path / "m"), registry="127.0.0.1:5000", model_version=3,
+                               commit="ab" * 20, docker_host="unix:///x.sock", log=lambda _: None)
+    assert calls == ["check", "engine unix:///x.sock", "build", "check"] and ref.digest == DIGEST
 
 
 @pytest.mark.slow

@@ -4,8 +4,10 @@
                          dataset_sha256=..., base_image="local/bookworm:base")
     detectops.registry.record_image("detector", "3", ref)   # lineage: model version -> image digest
 
-One tag = one model version + one commit: ``<registry>/detectops/detector:v<version>-<commit12>``
-(also tagged ``:<commit12>``). The Dockerfile is ``include/docker/Dockerfile``.
+One tag = one build of one model version at one commit:
+``<registry>/detectops/detector:[<model name>-]v<version>-<commit12>``, never overwritten
+(``detectops.build.immutable``). Deployments use ``ref.image_by_digest`` (``repo@sha256:...``).
+The Dockerfile is ``include/docker/Dockerfile``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from detectops.build.context import assemble_context
 from detectops.build.distribution import manifest_digest
+from detectops.build.immutable import CONTENT_LABEL, content_key, existing_build
 from detectops.build.image import (
     DEFAULT_REPOSITORY,
     build_image,
@@ -32,7 +35,7 @@ from detectops.build.records import ImageRef
 from detectops.build.wheelhouse import ensure_wheelhouse, serve_wheelhouse
 
 __all__ = [
-    "DEFAULT_REPOSITORY", "ImageRef", "assemble_context", "build_and_push", "build_image",
+    "CONTENT_LABEL", "DEFAULT_REPOSITORY", "ImageRef", "assemble_context", "content_key", "existing_build", "build_and_push", "build_image",
     "commit_tag", "configure_parser", "docker_client", "ensure_wheelhouse", "image_labels",
     "image_tags", "manifest_digest", "push_image", "run_from_args",
     "serve_wheelhouse", "split_tag",
@@ -46,29 +49,55 @@ def build_and_push(
     *,
     registry: str,
     model_version: str | int,
+    model_name: str | None = None,
     dataset_sha256: str | None = None,
     commit: str | None = None,
     repository: str = DEFAULT_REPOSITORY,
     base_image: str | None = None,
     username: str | None = None,
     password: str | None = None,
+    docker_host: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
     use_wheelhouse: bool = True,
     log=log_.info,
 ) -> ImageRef:
-    """Build the image for one model version, push both tags, return the versioned tag's ``ImageRef``."""
+    """Build the image for one model version and push it under its one tag; return its ``ImageRef``.
+
+    The tag is never overwritten (``detectops.build.immutable``): a build of the same content
+    already in the registry is reused without building; another build under the tag raises
+    ``ImageTagConflict``. ``docker_host`` is the engine's address (default: ``DOCKER_HOST``).
+    Deploy ``ref.image_by_digest``, never the tag.
+    """
     from detectops import settings
+    from detectops.models.cache import sha256_dir
 
     commit = commit or settings.code_version()
-    tags = image_tags(registry, model_version, commit, repository)
     args = {"MODEL_VERSION": str(model_version), "GIT_COMMIT": commit}
     if dataset_sha256:
         args["DATASET_SHA256"] = dataset_sha256
-    client = docker_client()
-    build_image(model_dir, tags, build_args=args, labels=extra_labels, base_image=base_image,
-                use_wheelhouse=use_wheelhouse, log=log, client=client)
-    refs = [push_image(t, username=username, password=password, log=log, client=client) for t in tags]
-    return refs[0]
+    key = content_key(sha256_dir(Path(model_dir)), base_image=base_image, build_args=args)
+    (tag,) = image_tags(registry, model_version, commit, repository, model_name=model_name)
+    if commit_tag(commit).endswith("-dirty"):
+        tag = f"{tag}-{key[:12]}"  # a dirty tree is not named by its commit, so its content names it
+    image_repo, tag_name = split_tag(tag)
+    host, _, name = image_repo.partition("/")
+    auth = (username, password) if username else None
+
+    def reuse() -> ImageRef | None:
+        digest = existing_build(host, name, tag_name, key, auth=auth)
+        if digest:
+            log(f"{tag} already holds this build ({digest}, content {key[:12]}): reusing it")
+            return ImageRef(repository=image_repo, tag=tag_name, digest=digest)
+        return None
+
+    found = reuse()
+    if found:
+        return found
+    client = docker_client(base_url=docker_host)
+    build_image(model_dir, [tag], build_args=args, labels={**(extra_labels or {}), CONTENT_LABEL: key},
+                base_image=base_image, use_wheelhouse=use_wheelhouse, log=log, client=client)
+    # Another run may have pushed the same tag while this one built.
+    return reuse() or push_image(tag, username=username, password=password, log=log, client=client)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -95,7 +124,7 @@ def run_from_args(args: argparse.Namespace) -> dict:
     if not args.registry:
         raise BuildError("no registry: pass --registry host:port or export DETECTOPS_REGISTRY.")
     ref = build_and_push(
-        args.model_dir, registry=args.registry, model_version=args.model_version,
+        args.model_dir, registry=args.registry, model_version=args.model_version, model_name=args.registered_model,
         dataset_sha256=args.dataset_sha256, commit=args.commit, repository=args.repository,
         base_image=args.base_image, use_wheelhouse=not args.no_wheelhouse,
         username=os.environ.get("DETECTOPS_REGISTRY_USER"), password=os.environ.get("DETECTOPS_REGISTRY_PASSWORD"),

@@ -35,16 +35,17 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the daemon colours a RUN's stderr
 Log = Callable[[str], None]
 
 
-def docker_client(timeout: int = 900):
-    """A client for the daemon in ``DOCKER_HOST`` (or the default socket), checked with a ping."""
+def docker_client(timeout: int = 900, base_url: str | None = None):
+    """A client for the daemon at ``base_url`` (a task passes its connection's), else ``DOCKER_HOST``
+    or the default socket; checked with a ping."""
     import docker
 
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:  # docker raises DockerException, requests' errors, FileNotFoundError
         raise ServiceUnavailableError(
-            f"cannot reach the Docker daemon at {os.environ.get('DOCKER_HOST', 'the default socket')} "
+            f"cannot reach the Docker daemon at {base_url or os.environ.get('DOCKER_HOST', 'the default socket')} "
             f"({exc}). Start it (scripts/infra/up.sh here) and export DOCKER_HOST "
             "(`. .state/infra/env.sh`)."
         ) from exc
@@ -59,12 +60,17 @@ def commit_tag(commit: str | None = None) -> str:
 
 
 def image_tags(registry: str, model_version: str | int, commit: str | None = None,
-               repository: str = DEFAULT_REPOSITORY) -> list[str]:
-    """``[<registry>/<repo>:v<model_version>-<commit12>, <registry>/<repo>:<commit12>]``."""
+               repository: str = DEFAULT_REPOSITORY, model_name: str | None = None) -> list[str]:
+    """``[<registry>/<repo>:[<model_name>-]v<model_version>-<commit12>]``: one tag, naming one build.
+
+    No bare ``:<commit12>`` tag: every model version built at one commit would overwrite it.
+    The model name keeps two registered models' version 1 apart in one repository.
+    """
     c = commit_tag(commit)
     repo = f"{registry.rstrip('/')}/{repository}" if registry else repository
     version = _TAG_BAD.sub("_", str(model_version))
-    return [f"{repo}:v{version}-{c}"[: len(repo) + 129], f"{repo}:{c}"]
+    prefix = f"{_TAG_BAD.sub('_', model_name)}-" if model_name else ""
+    return [f"{repo}:{prefix}v{version}-{c}"[: len(repo) + 129]]
 
 
 def split_tag(ref: str) -> tuple[str, str]:

@@ -24,6 +24,11 @@ class ImageRef:
         """``repository@sha256:...`` — what a Deployment should run: it can never change under you."""
         return f"{self.repository}@{self.digest}"
 
+    @property
+    def image_by_digest(self) -> str:
+        """The reference deployments use: ``repository@sha256:...`` (same as ``pinned``)."""
+        return self.pinned
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
