@@ -33,7 +33,7 @@ class TrainConfig:
     extra_blocks: int = 2
     #: Channels of the upsampling path and the heads.
     head_width: int = 64
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 16
     #: Peak learning rate (Adam), reached after ``warmup_steps``, then cosine decay to ``lr * final_lr_fraction``.
     learning_rate: float = 4e-3
