@@ -3,7 +3,9 @@
     detectops fetch-model centernet
     detectops validate include/datasets/real-eval
     detectops evaluate --model centernet --dataset real-eval [--mlflow URI]
-    detectops generate-data OUT --images 200 --seed 7
+    detectops generate-data OUT --images 200 --seed 7 [--brightness 0.5 --noise 0.1 --object-size 0.05 0.15]
+    detectops land BATCH_DIR --model NAME [--drop LANDING_DIR]
+    detectops versions ROOT [--add BATCH_DIR ... --parent ROOT/<sha256>]
     detectops serve --model-dir DIR [--host 0.0.0.0 --port 8080]
     detectops build --model-dir DIR --model-version 3 --registry 127.0.0.1:5000
     detectops promote MODEL VERSION | detectops rollback MODEL [--reason TEXT]
@@ -66,8 +68,40 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
 def cmd_generate_data(args: argparse.Namespace) -> Any:
     from detectops.data import SyntheticSpec, generate_synthetic
 
-    spec = SyntheticSpec(num_images=args.images, seed=args.seed)
+    # Domain-shift knobs (darker, noisier, smaller objects): only what is given changes the spec.
+    knobs = {k: v for k, v in (("brightness", args.brightness), ("noise", args.noise),
+                               ("object_size", tuple(args.object_size) if args.object_size else None),
+                               ("image_size", tuple(args.image_size) if args.image_size else None)) if v is not None}
+    spec = SyntheticSpec(num_images=args.images, seed=args.seed, **knobs)
     return generate_synthetic(args.out, spec).to_dict()
+
+
+def cmd_land(args: argparse.Namespace) -> Any:
+    from detectops.data import landing
+
+    if args.drop is not None:
+        path = landing.drop_batch(args.dir, args.drop, name=args.name, model=args.model)
+        return {"path": str(path), "ready": str(path) + landing.READY_SUFFIX, "model": args.model}
+    from detectops.airflow_api import AirflowApi
+
+    missing = [opt for opt, value in (("--mlflow", args.mlflow), ("--airflow-url", args.airflow_url),
+                                      ("--password", args.password)) if not value]
+    if missing:
+        raise DetectOpsError(f"detectops land needs {', '.join(missing)} (or DETECTOPS_AIRFLOW_URL, "
+                             "DETECTOPS_AIRFLOW_USERNAME/PASSWORD, MLFLOW_TRACKING_URI); or land by file drop with --drop DIR.")
+    api = AirflowApi(args.airflow_url, args.username, args.password)
+    try:
+        return landing.land(args.dir, args.model, tracking_uri=args.mlflow, api=api, asset_uri=args.asset_uri)
+    except (PermissionError, LookupError, ValueError) as exc:  # Airflow refused the login or the event
+        raise DetectOpsError(f"the batch is stored, but Airflow did not take the event: {exc}") from exc
+
+
+def cmd_versions(args: argparse.Namespace) -> Any:
+    from detectops.data import versioning
+
+    if args.add:
+        return versioning.build_version(args.parent, args.add, args.root).to_dict()
+    return [v.to_dict() for v in versioning.list_versions(args.root)]
 
 
 def cmd_serve(args: argparse.Namespace) -> Any:
@@ -160,6 +194,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path)
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--brightness", type=float, default=None, help="pixel multiplier: < 1 darker (domain shift)")
+    p.add_argument("--noise", type=float, default=None, help="Gaussian pixel noise, fraction of 255 (default 0.02)")
+    p.add_argument("--object-size", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help="object side as a fraction of the image's shorter side (default 0.12 0.4)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None)
+
+    p = add("land", cmd_land, "Land a COCO batch for level 1: store it and emit the batch-landed Asset event "
+            "through Airflow's REST API, or (--drop) copy it into the file-drop landing area.")
+    p.add_argument("dir", type=Path, help="the batch: a COCO dataset directory")
+    p.add_argument("--model", required=True, help="the registered model the batch is for")
+    p.add_argument("--drop", type=Path, default=None, help="land by file drop into this landing directory instead")
+    p.add_argument("--name", default=None, help="batch name in the landing area (default: the directory's name)")
+    p.add_argument("--mlflow", default=os.environ.get("MLFLOW_TRACKING_URI"), help="tracking URI (default $MLFLOW_TRACKING_URI)")
+    p.add_argument("--airflow-url", default=os.environ.get("DETECTOPS_AIRFLOW_URL"), help="default $DETECTOPS_AIRFLOW_URL")
+    p.add_argument("--username", default=os.environ.get("DETECTOPS_AIRFLOW_USERNAME", "admin"))
+    p.add_argument("--password", default=os.environ.get("DETECTOPS_AIRFLOW_PASSWORD"), help="default $DETECTOPS_AIRFLOW_PASSWORD")
+    p.add_argument("--asset-uri", default=None, help="default detectops://data/batch-landed")
+
+    p = add("versions", cmd_versions, "List the dataset versions under ROOT, or build one from batches (--add).")
+    p.add_argument("root", type=Path, help="directory of dataset versions (<root>/<sha256>/)")
+    p.add_argument("--add", type=Path, nargs="+", default=None, help="batch directories to merge into a new version")
+    p.add_argument("--parent", type=Path, default=None, help="the version to build on (a directory under ROOT)")
 
     p = add("serve", cmd_serve, "Serve a detector over HTTP (TF-Serving REST, /detect, upload page, metrics).")
     p.add_argument("--model-dir", default=None, help="SavedModel directory (default $DETECTOPS_MODEL_DIR)")
