@@ -100,9 +100,12 @@ def detectops_level0_manual():
 
     @task
     def fetch_model(params=None) -> dict:
+        from detectops.orchestration import mlflow_tracking_uri
         from detectops.pipeline import fetch_model as run
+        from detectops.pipeline import needs_mlflow
 
-        return run(params["model_source"])
+        source = params["model_source"]
+        return run(source, tracking_uri=mlflow_tracking_uri() if needs_mlflow(source) else None)
 
     @task
     def evaluate(model: dict, dataset: dict, validation: list[dict], params=None, run_id=None) -> dict:

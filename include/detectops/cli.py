@@ -34,7 +34,7 @@ def _print(result: Any) -> None:
 def cmd_fetch_model(args: argparse.Namespace) -> Any:
     from detectops.pipeline import fetch_model
 
-    return fetch_model(args.source)
+    return fetch_model(args.source, tracking_uri=args.mlflow)
 
 
 def cmd_validate(args: argparse.Namespace) -> Any:
@@ -60,7 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
     from detectops.pipeline import evaluate_and_log, fetch_model, resolve_dataset
 
     return evaluate_and_log(
-        fetch_model(args.model), resolve_dataset(args.dataset),
+        fetch_model(args.model, tracking_uri=args.mlflow), resolve_dataset(args.dataset),
         tracking_uri=args.mlflow, score_threshold=args.score_threshold, experiment=args.experiment,
     )
 
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("fetch-model", cmd_fetch_model, "Fetch, convert, verify and cache a detector; print its ModelRef.")
     p.add_argument("source", nargs="?", default="centernet",
                    help="centernet | zoo:<name> | https://...tar.gz | SavedModel dir | models:/<name>@<alias>")
+    p.add_argument("--mlflow", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                   help="tracking URI of models:/ and runs:/ sources (default $MLFLOW_TRACKING_URI)")
 
     p = add("validate", cmd_validate, "Run the Great Expectations suites on a COCO dataset.")
     p.add_argument("dataset", help="real-eval or a COCO dataset directory")

@@ -32,11 +32,22 @@ def resolve_dataset(name_or_path: str) -> dict[str, Any]:
     return CocoDataset.load(root).ref().to_dict()
 
 
-def fetch_model(source: str) -> dict[str, Any]:
-    """Any model source -> a verified contract SavedModel on local disk (``ModelRef`` dict)."""
+def fetch_model(source: str, *, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Any model source -> a verified contract SavedModel on local disk (``ModelRef`` dict).
+
+    ``tracking_uri``: the MLflow server of ``models:/`` / ``runs:/`` sources (a task passes its
+    connection's; see ``needs_mlflow``).
+    """
     from detectops.models import fetch_model as fetch
 
-    return fetch(source).to_dict()
+    return fetch(source, tracking_uri=tracking_uri).to_dict()
+
+
+def needs_mlflow(source: str) -> bool:
+    """Whether a model source lives in MLflow (so the task must look up the MLflow connection)."""
+    from detectops.models.sources import MLFLOW_PREFIXES
+
+    return source.strip().startswith(MLFLOW_PREFIXES)
 
 
 def evaluate_and_log(

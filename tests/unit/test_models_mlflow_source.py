@@ -30,14 +30,18 @@ def tracking(tmp_path):
         mlflow.set_tracking_uri(previous)
 
 
-def test_runs_uri_finds_the_saved_model_in_the_artifacts(tracking, tmp_path):
+def test_runs_uri_finds_the_saved_model_in_the_artifacts(tracking, tmp_path, monkeypatch):
     mlflow = tracking
     saved_model = make_tiny_detector(tmp_path / "export", classes=[1, 47])
     experiment = mlflow.create_experiment("models-test", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.log_artifacts(str(saved_model), artifact_path="model/artifacts/saved_model")
 
-    ref = fetch_model(f"runs:/{run.info.run_id}/model", cache_dir=tmp_path / "cache")
+    uri = mlflow.get_tracking_uri()
+    # Only the explicit URI counts: neither the worker's environment nor MLflow's global state.
+    mlflow.set_tracking_uri("http://127.0.0.1:1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    ref = fetch_model(f"runs:/{run.info.run_id}/model", cache_dir=tmp_path / "cache", tracking_uri=uri)
     assert (ref.name, ref.version) == ("model", run.info.run_id)
     assert Path(ref.path).parent == tmp_path / "cache" / "mlflow"
     assert [p.name for p in (tmp_path / "cache" / "mlflow").iterdir()] == [Path(ref.path).name]  # no temp left
@@ -47,5 +51,6 @@ def test_runs_uri_finds_the_saved_model_in_the_artifacts(tracking, tmp_path):
 
 def test_missing_run_says_what_to_check(tracking, tmp_path):
     with pytest.raises(ModelSourceError, match="MLFLOW_TRACKING_URI"):
-        fetch_model("runs:/0123456789abcdef0123456789abcdef/model", cache_dir=tmp_path / "cache")
+        fetch_model("runs:/0123456789abcdef0123456789abcdef/model", cache_dir=tmp_path / "cache",
+                    tracking_uri=tracking.get_tracking_uri())
     assert not any((tmp_path / "cache" / "mlflow").iterdir())

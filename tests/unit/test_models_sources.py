@@ -72,8 +72,13 @@ def test_npm_specs_and_mlflow_names():
         npm.parse_spec("@vladmandic/human")
     with pytest.raises(ModelSourceError, match="only @vladmandic/human"):
         fetch_model("npm:left-pad@1.3.0")
-    assert sources._mlflow_name_version("models:/detector/3") == ("detector", "3")
-    assert sources._mlflow_name_version("runs:/abc123/model") == ("model", "abc123")
+    class Registry:  # resolves aliases like MlflowClient.get_model_version_by_alias
+        def get_model_version_by_alias(self, name, alias):
+            return type("MV", (), {"version": 7})()
+
+    assert sources._mlflow_name_version("models:/detector/3", Registry()) == ("detector", "3")
+    assert sources._mlflow_name_version("models:/detector@champion", Registry()) == ("detector", "7")
+    assert sources._mlflow_name_version("runs:/abc123/model", Registry()) == ("model", "abc123")
 
 
 # --- the TF.js graph-model converter, on a hand-written two-layer model ---------------------
@@ -145,3 +150,22 @@ def test_graph_model_with_fused_ops_and_float16_weights_converts_exactly(tmp_pat
     shard.write_bytes(shard.read_bytes()[:-4])
     with pytest.raises(ModelSourceError, match="truncated or mismatched"):
         centernet.load_graph_model(tmp_path / "model.json", ["x"], ["out"])
+
+
+@pytest.mark.parametrize("source", ["models:/detector@champion", "runs:/0123/model"])
+def test_mlflow_sources_need_an_explicit_tracking_uri(source, tmp_path, monkeypatch):
+    """A task reaches MLflow through its connection: the worker's MLFLOW_TRACKING_URI is not used."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    with pytest.raises(ModelSourceError, match="mlflow_default connection"):
+        fetch_model(source, cache_dir=tmp_path)
+
+
+def test_the_cli_takes_the_tracking_uri_from_its_flag_and_tasks_ask_only_for_mlflow_sources(monkeypatch, capsys):
+    from detectops.cli import main
+    from detectops.pipeline import needs_mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["fetch-model", "models:/detector@champion"]) == 2
+    assert "--mlflow or MLFLOW_TRACKING_URI" in capsys.readouterr().err
+    assert needs_mlflow(" models:/detector@champion") and needs_mlflow("runs:/abc/model")
+    assert not needs_mlflow("centernet") and not needs_mlflow("/models/x")

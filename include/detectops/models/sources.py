@@ -49,11 +49,14 @@ class ModelRef:
         return cls(**{k: str(data[k]) for k in ("path", "source", "name", "version", "sha256")})
 
 
-def fetch_model(source: str, cache_dir: Path | None = None, *, sha256: str | None = None) -> ModelRef:
+def fetch_model(source: str, cache_dir: Path | None = None, *, sha256: str | None = None,
+                tracking_uri: str | None = None) -> ModelRef:
     """Fetch (or reuse from the cache) the detector named by ``source``; see the module docstring.
 
     ``sha256`` pins a model archive's checksum (same as a ``#sha256=`` URL suffix).
-    Raises ``ModelSourceError`` (``ContractError`` when the model is not a contract detector).
+    ``tracking_uri`` is the MLflow server of ``models:/`` and ``runs:/`` sources, always given
+    explicitly (in Airflow: the ``mlflow_default`` connection), never taken from the worker's
+    environment. Raises ``ModelSourceError`` (``ContractError`` when the model is not a contract detector).
     """
     source = source.strip()
     cache_root = Path(cache_dir) if cache_dir is not None else settings.cache_dir()
@@ -65,7 +68,7 @@ def fetch_model(source: str, cache_dir: Path | None = None, *, sha256: str | Non
     if source.startswith("zoo:") or zoo.is_archive_url(source):
         return _fetch_archive(source, cache_root, sha256)
     if source.startswith(MLFLOW_PREFIXES):
-        return _fetch_mlflow(source, cache_root)
+        return _fetch_mlflow(source, cache_root, tracking_uri)
     path = Path(source.removeprefix("file://")).expanduser()
     if path.is_dir():
         return _local(path, source)
@@ -114,17 +117,15 @@ def _fetch_archive(source: str, cache_root: Path, sha256: str | None) -> ModelRe
     return ModelRef(path=str(path), source=url, name=name, version=archive_sha[:12], sha256=sha256_dir(path))
 
 
-def _mlflow_name_version(uri: str) -> tuple[str, str]:
+def _mlflow_name_version(uri: str, client: Any) -> tuple[str, str]:
     """Best-effort (name, version) for an MLflow URI, resolving an alias to its version number."""
     m = re.match(r"models:/([^/@]+)(?:@([^/]+)|/([^/]+))?", uri)
     if m:
         name, alias, version = m.group(1), m.group(2), m.group(3)
         if alias:
             try:
-                from mlflow import MlflowClient
-
-                return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
-            except Exception:  # the download below reports an unreachable server properly
+                return name, str(client.get_model_version_by_alias(name, alias).version)
+            except Exception:  # the download below reports a missing alias properly
                 return name, alias
         return name, version or "latest"
     m = re.match(r"runs:/([^/]+)/?(.*)", uri)
@@ -133,25 +134,35 @@ def _mlflow_name_version(uri: str) -> tuple[str, str]:
     return Path(uri.rstrip("/")).name or "model", "unknown"
 
 
-def _fetch_mlflow(uri: str, cache_root: Path) -> ModelRef:
+def _fetch_mlflow(uri: str, cache_root: Path, tracking_uri: str | None) -> ModelRef:
     from detectops.models.zoo import find_saved_model
 
+    if not tracking_uri:
+        raise ModelSourceError(
+            f"{uri} is an MLflow model: say which MLflow server holds it. Tasks pass the tracking URI of "
+            "the mlflow_default connection (detectops.orchestration.mlflow_tracking_uri()); the CLI takes "
+            "--mlflow or MLFLOW_TRACKING_URI."
+        )
     try:
         import mlflow
         from mlflow.exceptions import MlflowException
     except ImportError as e:  # pragma: no cover - mlflow is in the project's environment
         raise ModelSourceError("MLflow model URIs need the 'mlflow' package; install the project requirements") from e
+    from detectops.evaluate.mlflow_log import connect
 
-    name, version = _mlflow_name_version(uri)
+    client = connect(tracking_uri)  # an unreachable server fails here, in seconds (ServiceUnavailableError)
+    name, version = _mlflow_name_version(uri, client)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{version}")
     mlflow_root = cache_root / "mlflow"
     with scratch_dir(mlflow_root / safe) as tmp:
         try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp), tracking_uri=tracking_uri,
+                                                              registry_uri=tracking_uri))
         except (MlflowException, OSError) as e:
             raise ModelSourceError(
-                f"could not download {uri} from MLflow ({e}). Check MLFLOW_TRACKING_URI points at the running "
-                "server and that the model, version or alias exists (mlflow models list / the registry UI)."
+                f"could not download {uri} from MLflow at {tracking_uri} ({e}). Check that this is the right "
+                "server (the mlflow_default connection; MLFLOW_TRACKING_URI for the CLI) and that the model, "
+                "version or alias exists (mlflow models list / the registry UI)."
             ) from e
         saved_model = find_saved_model(local)
         verify_contract(saved_model)
