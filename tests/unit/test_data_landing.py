@@ -212,3 +212,22 @@ def test_cli_land_by_file_drop(sources, tmp_path, capsys):
     assert _printed(capsys)["path"] == str(landing / "batch1")
     assert (landing / DOORBELL).is_file() and (landing / "batch1.ready").is_file()
     assert main(["land", str(tmp_path / "nope"), "--model", "shapes", "--drop", str(landing)]) == 2
+
+
+def test_dag_helpers_validate_and_quarantine_under_the_run(sources, tmp_path, monkeypatch):
+    """What the level-1 DAG calls: the batch's GX report lands under the run's work dir; a
+    refused batch is kept with its verdict under the state dir's quarantine."""
+    from detectops.data import SYNTHETIC_LABEL_MAP
+    from detectops.data.landing import quarantine, validate_batch
+
+    monkeypatch.setenv("DETECTOPS_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("DETECTOPS_HOME", str(tmp_path / "state"))
+    verdict = validate_batch(sources[0], {1: "circle"}, context={"run_id": "asset_triggered__1"})
+    assert verdict.status == "rejected"
+    where = quarantine(sources[0], verdict)
+    assert where.parent == tmp_path / "state" / "quarantine"
+    assert json.loads((where / "report.json").read_text())["status"] == "rejected"
+    verdict = validate_batch(sources[0], SYNTHETIC_LABEL_MAP, context={"run_id": "asset_triggered__1"},
+                             purpose={"name": "training", "required_classes": [1], "min_boxes_per_class": 1})
+    assert verdict.accepted, verdict.reason
+    assert (tmp_path / "work" / "validation" / "asset_triggered__1" / "batch0" / "report.json").is_file()

@@ -28,7 +28,10 @@ def _copy(good, tmp_path, name):
 def test_good_batch_is_accepted(good, tmp_path):
     verdict = validate_batch(good, SYNTHETIC_LABEL_MAP, report_dir=tmp_path / "rep")
     assert verdict.accepted and verdict.status == ACCEPTED, verdict.reason
+    assert verdict.report["statistics"] == {**verdict.report["statistics"], "engine": "provider"}
     assert verdict.report["statistics"]["purpose"]["name"] == "training"
+    assert sum(s["evaluated"] for s in verdict.report["suites"]) > 30
+    assert json.loads((tmp_path / "rep" / "gx_results.json").read_text())["annotations"]["success"] is True
     assert BatchVerdict.from_dict(json.loads(json.dumps(verdict.to_dict()))) == verdict
 
 
@@ -37,9 +40,10 @@ def test_schema_problems_are_quarantined_with_their_report(good, tmp_path):
     ds = CocoDataset.load(bad)
     ds.annotations[0]["bbox"] = [40.0, 0.0, 30.0, 5.0]  # far past the right edge
     ds.save()
-    verdict = validate_batch(bad, SYNTHETIC_LABEL_MAP)
-    assert verdict.status == QUARANTINED and not verdict.accepted
-    assert "x_overflow" in verdict.reason and "quarantined" in verdict.reason
+    for engine in ("provider", "gx"):  # the GX provider's operator and GX directly agree
+        verdict = validate_batch(bad, SYNTHETIC_LABEL_MAP, engine=engine)
+        assert verdict.status == QUARANTINED and not verdict.accepted
+        assert "x_overflow': 1 bad row(s)" in verdict.reason and "quarantined" in verdict.reason
 
     where = quarantine(bad, tmp_path / "quarantine", verdict.report)
     assert CocoDataset.load(where / "batch").annotations[0]["bbox"] == [40.0, 0.0, 30.0, 5.0]  # not lost

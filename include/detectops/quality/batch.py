@@ -8,8 +8,11 @@
 
 The real checks are the project's Great Expectations suites (:mod:`detectops.quality.suites`),
 run with the *training* purpose: every class of the model's label map needs boxes (configurable
-through ``purpose``). A batch that is not even a COCO dataset is quarantined too, with the
-parse error as its report. Nothing raises for bad data: one bad batch must not stop the others.
+through ``purpose``). ``engine="provider"`` (the default) runs each table's suite through the GX
+Airflow provider's ``GXValidateDataFrameOperator``, as the DAG's tasks do; ``engine="gx"`` runs
+the same suites with GX directly (:func:`~detectops.quality.validate.validate_dataset`). A batch
+that is not even a COCO dataset is quarantined too, with the parse error as its report. Nothing
+raises for bad data: one bad batch must not stop the others.
 """
 
 from __future__ import annotations
@@ -74,13 +77,70 @@ def classes_outside(dataset: CocoDataset, label_map: Mapping[int, str]) -> list[
     return problems
 
 
+def validate_with_provider(batch_dir: str | os.PathLike[str], label_map: Mapping[int, str], *,
+                           purpose: Purpose, bounds: Any = None,
+                           report_dir: str | os.PathLike[str] | None = None):
+    """Each table's suite through the GX provider's ``GXValidateDataFrameOperator``; a ``ValidationReport``.
+
+    The operator runs here, at task run time, for the reason given in
+    :func:`detectops.orchestration.validate_table_with_gx`; the tables are built once and handed
+    to the three operators.
+    """
+    from great_expectations_provider.common.errors import GXValidationFailed
+    from great_expectations_provider.operators.validate_dataframe import GXValidateDataFrameOperator
+
+    from detectops.quality.gx_operators import make_expectations, result_format_for
+    from detectops.quality.suites import TABLES
+    from detectops.quality.tables import dataset_tables
+    from detectops.quality.validate import ValidationReport, _plain, failed_expectations
+
+    tables = dataset_tables(batch_dir)
+    suites, results = [], {}
+    for table in TABLES:
+        operator = GXValidateDataFrameOperator(
+            task_id=f"gx_batch_{table}", configure_dataframe=lambda t=table: tables[t],
+            configure_expectations=make_expectations(table, label_map, bounds, purpose=purpose),
+            result_format=result_format_for(table))
+        captured = _XComCapture()
+        try:
+            operator.execute({"ti": captured})
+        except GXValidationFailed:
+            pass  # the result is in XCom either way
+        result = _plain(captured.values["return_value"])
+        results[table] = result
+        suites.append({"table": table, "success": bool(result["success"]), "rows": int(len(tables[table])),
+                       "evaluated": int(result.get("statistics", {}).get("evaluated_expectations", 0)),
+                       "failed": failed_expectations(result)})
+    report = ValidationReport(success=all(s["success"] for s in suites), dataset=str(batch_dir), suites=suites,
+                              statistics={"engine": "provider", "purpose": purpose.to_dict()})
+    if report_dir is not None:
+        out = Path(report_dir)
+        report.path = str(out / "gx_results.json")
+        atomic_write_text(out / "gx_results.json", json.dumps(results, indent=1, default=str))
+        atomic_write_text(out / "summary.txt", report.summary() + "\n")
+        atomic_write_text(out / REPORT_FILE, json.dumps(report.to_dict(), indent=1, default=str))
+    return report
+
+
+class _XComCapture:
+    """Stands in for the TaskInstance in the operator's context, keeping what it pushes."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
 def validate_batch(batch_dir: str | os.PathLike[str], label_map: Mapping[Any, str], *,
                    purpose: Purpose | str | Mapping[str, Any] | None = None, bounds: Any = None,
-                   report_dir: str | os.PathLike[str] | None = None) -> BatchVerdict:
+                   report_dir: str | os.PathLike[str] | None = None,
+                   engine: Literal["provider", "gx"] = "provider") -> BatchVerdict:
     """Judge one batch for training the model whose classes are ``label_map`` (``{id: name}``).
 
-    ``purpose`` defaults to training ``label_map`` (every class needs boxes); ``bounds`` and
-    ``report_dir`` are passed to :func:`~detectops.quality.validate.validate_dataset`.
+    ``purpose`` defaults to training ``label_map`` (every class needs boxes); ``bounds`` are
+    the suites' :class:`~detectops.quality.suites.Bounds`; ``report_dir`` receives the GX
+    results. ``engine``: the GX Airflow provider's operator, or GX directly (same suites).
     """
     from detectops.quality.validate import validate_dataset
 
@@ -100,7 +160,11 @@ def validate_batch(batch_dir: str | os.PathLike[str], label_map: Mapping[Any, st
         return BatchVerdict(False, REJECTED, reason, {"success": False, "dataset": str(batch_dir),
                                                       "classes_outside_label_map": outside}, str(batch_dir))
     purpose = resolve_purpose(purpose or Purpose.training(label_map), label_map)
-    report = validate_dataset(batch_dir, label_map=label_map, bounds=bounds, purpose=purpose, report_dir=report_dir)
+    if engine == "provider":
+        report = validate_with_provider(batch_dir, label_map, purpose=purpose, bounds=bounds, report_dir=report_dir)
+    else:
+        report = validate_dataset(batch_dir, label_map=label_map, bounds=bounds, purpose=purpose,
+                                  report_dir=report_dir)
     if report.success:
         return BatchVerdict(True, ACCEPTED, report.summary(), report.to_dict(), str(batch_dir))
     return BatchVerdict(False, QUARANTINED, report.summary() + "\nThe batch is quarantined with this report; fix it "
@@ -134,4 +198,5 @@ def quarantine(batch: str | os.PathLike[str], quarantine_dir: str | os.PathLike[
     return final
 
 
-__all__ = ["ACCEPTED", "QUARANTINED", "REJECTED", "BatchVerdict", "validate_batch", "quarantine", "classes_outside"]
+__all__ = ["ACCEPTED", "QUARANTINED", "REJECTED", "BatchVerdict", "validate_batch", "validate_with_provider",
+           "quarantine", "classes_outside"]
