@@ -152,3 +152,35 @@ def test_cli_promote_and_rollback(registry, capsys) -> None:
     assert registry.aliases == {CHAMPION: "1"} and registry.tags["2"]["rejected_reason"] == "bad latency"
     assert main(["rollback", NAME, "--mlflow", "http://mlflow"]) == 2  # nothing left: says so, exit 2
     assert "no 'previous' version" in capsys.readouterr().err
+
+
+def test_rollback_target_names_the_image_to_redeploy_before_anything_moves(registry) -> None:
+    from detectops.registry import rollback_target
+
+    promote(NAME, 1)
+    with pytest.raises(PromotionError, match="no 'previous' version"):
+        rollback_target(NAME)
+    promote(NAME, 2)
+    assert rollback_target(NAME) == {"name": NAME, "from_version": "2", "version": "1", "image": "r/x@sha256:1"}
+    assert registry.aliases == {CHAMPION: "2", PREVIOUS: "1"}  # nothing moved
+    del registry.tags["1"]["image"]
+    with pytest.raises(PromotionError, match="no serving image recorded"):
+        rollback_target(NAME)
+
+
+def test_rollback_dag_deploys_the_previous_version_before_moving_the_alias() -> None:
+    """dags/detectops_rollback.py: Params for the UI/REST API, the shared deploy group, alias moved last."""
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag_file = Path(__file__).resolve().parents[2] / "dags" / "detectops_rollback.py"
+    bag = DagBag(dag_folder=str(dag_file))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["detectops_rollback"]
+    assert dag.schedule is None or str(dag.timetable.summary) in ("None", "")
+    assert {"model_name", "namespace", "reason"} <= set(dag.params)
+    move = dag.get_task("move_alias")
+    assert move.upstream_task_ids == {"plan", "deploy.smoke_test"}
+    assert "deploy.promote" not in dag.task_ids  # the group moves no alias: move_alias does, after the smoke test
+    assert {"deploy.deploy", "deploy.reject"} <= set(dag.task_ids)

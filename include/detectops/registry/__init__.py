@@ -10,7 +10,9 @@ Connecting checks the server's /health first: an unreachable MLflow raises
 ``ServiceUnavailableError`` within seconds, naming the URI and how to start a server.
 """
 
-from detectops.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS, AliasMove, promote, reject, rollback
+from detectops.registry.aliases import (
+    CHALLENGER, CHAMPION, PREVIOUS, AliasMove, promote, reject, rollback, rollback_target,
+)
 from detectops.registry.models import (
     RegisteredModelRef,
     delete_alias,
@@ -26,6 +28,7 @@ from detectops.registry.models import (
 )
 
 __all__ = [
-    "CHALLENGER", "CHAMPION", "PREVIOUS", "AliasMove", "RegisteredModelRef", "promote", "reject", "rollback", "delete_alias", "download_saved_model", "find_version_by_sha",
+    "CHALLENGER", "CHAMPION", "PREVIOUS", "AliasMove", "RegisteredModelRef", "promote", "reject", "rollback",
+    "rollback_target", "delete_alias", "download_saved_model", "find_version_by_sha",
     "get_alias", "get_version_tags", "log_pyfunc_model", "record_image", "register_model", "set_alias", "set_version_tag",
 ]

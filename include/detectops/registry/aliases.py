@@ -84,6 +84,14 @@ def _version_tags(client: Any, name: str, version: str) -> dict[str, str]:
         raise
 
 
+def _nothing_to_roll_back(name: str, alias: str, previous_alias: str, current: str | None) -> PromotionError:
+    return PromotionError(
+        f"{name} has no '{previous_alias}' version to roll back to ({alias} is "
+        f"{'version ' + current if current else 'unset'}). Promote a known good version instead: "
+        f"`detectops promote {name} VERSION`."
+    )
+
+
 def _point(client: Any, name: str, alias: str, version: str | None) -> None:
     """Point ``alias`` at ``version``, or remove it when ``version`` is None."""
     if version is not None:
@@ -161,17 +169,34 @@ def rollback(name: str, *, alias: str = CHAMPION, previous_alias: str = PREVIOUS
         )
     target = _alias_version(client, name, previous_alias)
     if target is None or target == current:
-        raise PromotionError(
-            f"{name} has no '{previous_alias}' version to roll back to ({alias} is "
-            f"{'version ' + current if current else 'unset'}). Promote a known good version instead: "
-            f"`detectops promote {name} VERSION`."
-        )
+        raise _nothing_to_roll_back(name, alias, previous_alias, current)
     if current is not None:
         reject(name, current, reason, stage="rollback", drop_aliases=(), tracking_uri=tracking_uri)
         client.set_model_version_tag(name, current, f"{alias}.rolled_back_to", target)
     client.set_registered_model_alias(name, alias, target)
     return _move(client, name, alias, previous_alias, version=target, replaced=current,
                  previous=_settle_previous(client, name, alias, previous_alias, target), changed=True)
+
+
+def rollback_target(name: str, *, alias: str = CHAMPION, previous_alias: str = PREVIOUS,
+                    tracking_uri: str | None = None) -> dict[str, Any]:
+    """What a rollback would serve, before anything moves: ``{from_version, version, image}``.
+
+    ``image`` is the pinned serving image recorded on the ``previous_alias`` version, the one to
+    redeploy first; ``rollback(from_version=...)`` then moves the alias once it serves.
+    """
+    client = connect(tracking_uri)
+    current = _alias_version(client, name, alias)
+    target = _alias_version(client, name, previous_alias)
+    if target is None or target == current:
+        raise _nothing_to_roll_back(name, alias, previous_alias, current)
+    image = _version_tags(client, name, target).get("image")
+    if not image:
+        raise PromotionError(
+            f"{name} version {target} has no serving image recorded (tag 'image'): build it first "
+            f"(`detectops build --registered-model {name} --model-version {target} ...`), then roll back."
+        )
+    return {"name": name, "from_version": current, "version": target, "image": image}
 
 
 def _settle_previous(client: Any, name: str, alias: str, previous_alias: str, champion: str) -> str | None:
