@@ -145,3 +145,28 @@ def test_parent_keeps_its_data_and_errors_are_clear(batches, tmp_path):
     ds.save()
     with pytest.raises(DataValidationError, match="One id must mean one class"):
         build_version(v1.path, [renamed], root)
+
+
+def test_cli_generate_data_knobs_and_versions(tmp_path, capsys):
+    from detectops.cli import main
+    from detectops.quality.skew import image_brightness
+
+    def printed():
+        return json.loads(capsys.readouterr().out)
+
+    assert main(["generate-data", str(tmp_path / "plain"), "--images", "3", "--seed", "4"]) == 0
+    plain = printed()
+    # No knob given: exactly the dataset the defaults make (existing outputs unchanged).
+    assert plain["sha256"] == generate_synthetic(tmp_path / "ref", SyntheticSpec(num_images=3, seed=4)).sha256
+    assert main(["generate-data", str(tmp_path / "dark"), "--images", "3", "--seed", "4", "--brightness", "0.5",
+                 "--noise", "0.1", "--object-size", "0.05", "0.1", "--image-size", "64", "48"]) == 0
+    assert printed()["num_images"] == 3
+    spec = CocoDataset.load(tmp_path / "dark").info["synthetic_spec"]
+    assert (spec["brightness"], spec["noise"], spec["object_size"], spec["image_size"]) == (0.5, 0.1, [0.05, 0.1], [64, 48])
+    dark, bright = CocoDataset.load(tmp_path / "dark"), CocoDataset.load(tmp_path / "plain")
+    assert image_brightness(dark.image_path(dark.images[0])) < 0.7 * image_brightness(bright.image_path(bright.images[0]))
+
+    assert main(["versions", str(tmp_path / "versions"), "--add", str(tmp_path / "plain")]) == 0
+    made = printed()
+    assert main(["versions", str(tmp_path / "versions")]) == 0
+    assert [v["sha256"] for v in printed()] == [made["sha256"]]
