@@ -182,3 +182,27 @@ def test_reject_blames_the_version_only_when_there_is_a_verdict(recorded, monkey
               ("deploy.deploy", "return_value"): {"rolled_back": True, "serving_image": "old-image"}})
     out = reject.python_callable(ti=ti, **context)
     assert out["reason"] == "deploy rolled back (CrashLoopBackOff): m" and len(recorded["reject"]) == 1
+
+
+def test_acquire_lock_waits_while_another_run_changes_the_same_model(monkeypatch) -> None:
+    from detectops.deploy import kube as kube_mod
+    from detectops.deploy import lock
+
+    import detectops.orchestration as orchestration
+
+    leases = SimpleNamespace(coordination=None)
+    monkeypatch.setattr(orchestration, "kube_config_path", lambda conn_id=None: None)
+    monkeypatch.setattr(kube_mod, "connect", lambda kubeconfig=None: leases)
+    held: dict = {}
+
+    def try_acquire(kube, model_name, holder, **kw):
+        held.setdefault(model_name, holder)
+        return lock.LockStatus(model_name, lock.lease_name(model_name), held[model_name], None)
+
+    monkeypatch.setattr(lock, "try_acquire", try_acquire)
+    sensor = _build().get_task("deploy.acquire_lock")
+    first = {"dag": SimpleNamespace(dag_id="detectops_level0_manual"), "run_id": "manual__1"}
+    second = {"dag": SimpleNamespace(dag_id="detectops_level1_training"), "run_id": "asset__2"}
+    assert sensor.python_callable(SPEC.to_dict(), **first) is True
+    assert sensor.python_callable(SPEC.to_dict(), **second) is False  # pokes again later
+    assert held == {"shapes": "detectops_level0_manual/manual__1"}
