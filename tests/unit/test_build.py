@@ -243,12 +243,17 @@ class _Registry(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@pytest.fixture
-def registry():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+def _serve(handler):
+    """Run ``handler`` on a loopback port for one test; yields the registry's ``host:port``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def registry():
+    yield from _serve(_Registry)
     _Registry.token_required = False
 
 
@@ -307,10 +312,7 @@ class _LabelledRegistry(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def labelled_registry():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _LabelledRegistry)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    yield from _serve(_LabelledRegistry)
 
 
 def test_a_free_tag_same_content_and_other_content(labelled_registry: str) -> None:
