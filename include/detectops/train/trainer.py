@@ -105,7 +105,7 @@ def _restore_checkpoint(model: Any, optimizer: Any, directory: Path, config: Tra
     model.load_weights(str(directory / CHECKPOINT_WEIGHTS))
     with np.load(directory / CHECKPOINT_OPTIMIZER) as saved:
         values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    if len(values) != len(optimizer.variables):
+    if [v.shape for v in values] != [tuple(v.shape) for v in optimizer.variables]:
         raise WarmStartError(f"The optimizer state in {directory} does not fit this model; start a new run.")
     for variable, value in zip(optimizer.variables, values):
         variable.assign(value)
@@ -231,6 +231,7 @@ def train(
 
     from detectops.train.export import export_detector
     from detectops.train.model import build_model, losses
+    from detectops.train.optim import FlatAdamW
 
     label_map = {int(k): str(v) for k, v in label_map.items()}
     out_dir = Path(out_dir)
@@ -249,9 +250,8 @@ def train(
 
     model = build_model(config, len(label_map))
     steps = steps_per_epoch(len(train_split), config)
-    optimizer = keras.optimizers.AdamW(learning_rate_schedule(config, steps * config.epochs),
-                                       weight_decay=config.weight_decay)
-    optimizer.build(model.trainable_variables)
+    optimizer = FlatAdamW(model.trainable_variables, learning_rate_schedule(config, steps * config.epochs),
+                          weight_decay=config.weight_decay)
 
     history: list[dict[str, Any]] = []
     resumed_from = 0
@@ -275,7 +275,7 @@ def train(
         with tf.GradientTape() as tape:
             parts = losses(model(images, training=True), heatmap, size, offset, mask, config)
         gradients = tape.gradient(parts["total"], model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(gradients)
         return parts
 
     source = BatchSource(train_split)
