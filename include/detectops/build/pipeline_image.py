@@ -46,6 +46,7 @@ def ensure_pipeline_image(
     username: str | None = None,
     password: str | None = None,
     include_dir: Path | None = None,
+    docker_host: str | None = None,
     log: Callable[[str], None] = log_.info,
 ) -> ImageRef:
     """The pipeline image of this checkout's code in ``registry``: found there, or built and pushed."""
@@ -56,7 +57,7 @@ def ensure_pipeline_image(
     if digest:
         log(f"pipeline image {ref}:{tag} is already in the registry ({digest}): reusing it")
         return ImageRef(repository=ref, tag=tag, digest=digest)
-    client = docker_client()
+    client = docker_client(base_url=docker_host)
     build_image(None, [f"{ref}:{tag}"], target="pipeline", base_image=base_image,
                 build_args={"GIT_COMMIT": settings.code_version()}, include_dir=include_dir,
                 log=log, client=client)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
+
+#: JSON object of Param defaults to override, read when the DAG file is parsed. For an
+#: environment whose scheduled and Asset-triggered runs (which have no form) need other
+#: defaults, e.g. a test Airflow that trains the tiny configuration.
+DEFAULTS_ENV = "DETECTOPS_LEVEL1_DEFAULTS"
 
 #: The demo's own model: the synthetic shapes (``detectops.data.synthetic.SHAPES``), beside level 0's COCO detector.
 DEFAULT_MODEL = "shapes-detector"
@@ -11,6 +18,17 @@ DEFAULT_LABEL_MAP = {"1": "circle", "2": "square", "3": "triangle", "4": "cross"
 
 def level1_params(Param: Any) -> dict[str, Any]:
     """``Param`` is ``airflow.sdk.Param`` (passed in so this module imports nothing from Airflow)."""
+    params = _params(Param)
+    overrides = json.loads(os.environ.get(DEFAULTS_ENV) or "{}")
+    unknown = sorted(set(overrides) - set(params))
+    if unknown:
+        raise ValueError(f"{DEFAULTS_ENV} names unknown level-1 Params {unknown}; known: {sorted(params)}")
+    for name, value in overrides.items():
+        params[name] = Param(value, **params[name].schema)
+    return params
+
+
+def _params(Param: Any) -> dict[str, Any]:
     return {
         "model_name": Param(DEFAULT_MODEL, type="string", title="Registered model name",
                             description="The model this pipeline trains; events for other models are ignored."),

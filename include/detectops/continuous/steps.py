@@ -223,14 +223,11 @@ def pipeline_image(params: dict[str, Any], registry: dict[str, Any]) -> str:
     pinned = Variable.get(PIPELINE_IMAGE_VARIABLE, default=None)
     if pinned:
         return pinned
-    import os
-
     from detectops.build.pipeline_image import ensure_pipeline_image
 
-    if registry.get("docker_host"):
-        os.environ["DOCKER_HOST"] = registry["docker_host"]
     ref = ensure_pipeline_image(registry=registry["registry"], base_image=registry.get("base_image"),
-                                username=registry.get("username"), password=registry.get("password"), log=print)
+                                username=registry.get("username"), password=registry.get("password"),
+                                docker_host=registry.get("docker_host"), log=print)
     return ref.pinned
 
 
