@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,8 @@ class LiveAirflow:
     username: str
     password: str
     home: Path
+    #: The environment the components run with (DETECTOPS_LANDING_DIR, DETECTOPS_LEVEL1_DEFAULTS, ...).
+    env: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __iter__(self):  # ``base_url, username, password = live_airflow``
         return iter((self.base_url, self.username, self.password))
@@ -87,9 +89,12 @@ def run_live_airflow(home: Path, *, connections: dict[str, str] | None = None,
     password = "detectops-test-" + os.urandom(6).hex()
     (home / "passwords.json").write_text(json.dumps({USERNAME: password}))
     port = free_port()
+    connections = {**(connections or {}),
+                   # Tasks reach this Airflow's own REST API (run notes) through a Connection too.
+                   "detectops_airflow_api": f"http://{USERNAME}:{password}@127.0.0.1:{port}"}
     env = live_airflow_env(home, port, connections=connections, extra=extra)
     base_url = env["AIRFLOW_URL"]
-    live = LiveAirflow(base_url, USERNAME, password, home)
+    live = LiveAirflow(base_url, USERNAME, password, home, env=env)
 
     migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True,
                              timeout=600, cwd=str(REPO))
@@ -117,18 +122,56 @@ def run_live_airflow(home: Path, *, connections: dict[str, str] | None = None,
             stop_process(procs[component], timeout=30)
 
 
+def infra_connections() -> dict[str, str]:
+    """The registry and cluster Connections of the local infrastructure (``.state/infra/env.sh``)."""
+    from tests.integration.test_image import infra_env
+
+    infra = infra_env()
+    host, _, port = infra["DETECTOPS_REGISTRY"].partition(":")
+    return {
+        "detectops_registry": json.dumps({
+            "conn_type": "generic", "host": host, "port": int(port),
+            "extra": {"docker_host": infra["DOCKER_HOST"], "repository": "detectops/detector",
+                      "base_image": infra["DETECTOPS_BASE_IMAGE"]}}),
+        "kubernetes_default": json.dumps({
+            "conn_type": "kubernetes",
+            "extra": {"kube_config_path": infra["KUBECONFIG"], "namespace": "detectops",
+                      "xcom_sidecar_container_image": infra["DETECTOPS_BASE_IMAGE"]}}),
+    }
+
+
+#: Level 1 in the test Airflow: a cron every 4 minutes (scenario "the schedule fires"), and
+#: defaults that train a small network for a minute instead of the 5-minute demo detector.
+LEVEL1_CRON = "*/4 * * * *"
+LEVEL1_TEST_DEFAULTS = {
+    "model_name": "shapes-e2e",
+    "namespace": "detectops-e2e-shapes",
+    "deployment": "shapes-e2e",
+    "train_config": json.dumps({"preset": "tiny", "input_size": 96, "widths": [8, 16, 32, 48], "head_width": 24,
+                                "epochs": 6, "steps_per_epoch": 10, "batch_size": 8, "eval_max_images": 24}),
+    # A tiny network trained for a minute: absolute thresholds it reaches, a "not worse" margin.
+    "min_ap": 0.02, "min_ap50": 0.05, "map_margin": -0.05,
+    "max_class_ap_drop": 0.3, "max_slice_ap_drop": 0.3, "p95_latency_ms_budget": 1000.0,
+}
+
+
 @pytest.fixture(scope="session")
 def live_airflow(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[LiveAirflow]:
-    """A live Airflow on a free port whose ``mlflow_default`` is the session's MLflow server.
+    """A live Airflow on a free port whose ``mlflow_default`` is the session's MLflow server, with
+    the local registry and cluster as Connections and its own landing area.
 
     Unpack it as ``base_url, username, password = live_airflow``; ``.home`` has the logs.
     """
     home = tmp_path_factory.mktemp("live_airflow")
     work = tmp_path_factory.mktemp("live_airflow_work")
+    landing = tmp_path_factory.mktemp("landing")
     with ExitStack() as stack:
         try:
             live = stack.enter_context(run_live_airflow(
-                home, connections={"mlflow_default": mlflow_server}, extra={"DETECTOPS_WORK": str(work)}))
+                home, connections={"mlflow_default": mlflow_server, **infra_connections()},
+                extra={"DETECTOPS_WORK": str(work), "DETECTOPS_LANDING_DIR": str(landing),
+                       "DETECTOPS_LEVEL1_CRON": LEVEL1_CRON,
+                       "DETECTOPS_LEVEL1_DEFAULTS": json.dumps(LEVEL1_TEST_DEFAULTS)}))
         except ServiceStartError as exc:
             pytest.skip(f"a live Airflow could not start ({exc}). Install the requirements "
                         "(`pip install -r requirements.txt`); `scripts/services/airflow.sh start` starts "

@@ -42,6 +42,8 @@ def _params(Param: Any) -> dict[str, Any]:
         "train_config": Param("demo", type="string", title="Training configuration",
                               description="demo (about 5 minutes on 2 cores), tiny (seconds, for tests) or a JSON object"),
         "pipeline_image": Param("", type="string", title="Pipeline image (empty: the Variable, else this code's image)"),
+        "warm_start": Param(True, type="boolean", title="Warm-start from the champion when it can be",
+                            description="Only from a champion this pipeline trained with the same label map and network shape."),
         "retrain_unchanged": Param(False, type="boolean", title="Retrain even if the data did not change"),
         "max_skew": Param(0.5, type="number", minimum=0, maximum=1, title="Skew that stops the run",
                           description="Largest L-inf / Jensen-Shannon distance of a batch to the current version before the run stops."),

@@ -55,14 +55,15 @@ def _versions_dir() -> Path:
 # ------------------------------------------------------------------------------ 1. collect
 
 
-def collect_batches(events: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def collect_batches(events: list[dict[str, Any]], params: dict[str, Any], *, tracking_uri: str) -> dict[str, Any]:
     """Every batch this run ingests: the events' locations and the file drops, each once, in landing order."""
     from detectops.data import landing
 
     model = params["model_name"]
     mine = [e for e in events if (e.get("extra") or {}).get("model", model) == model]
     ignored = len(events) - len(mine)
-    batches = landing.collect_batches(mine, landing_dir=settings.landing_dir(), allow_roots=landing.allowed_roots())
+    batches = landing.collect_batches(mine, landing_dir=settings.landing_dir(), allow_roots=landing.allowed_roots(),
+                                      tracking_uri=tracking_uri)
     reasons = sorted({str((e.get("extra") or {}).get("reason", "")) for e in mine if (e.get("extra") or {}).get("reason")})
     return {
         "model": model,
@@ -89,10 +90,11 @@ def validate_batches(collected: dict[str, Any], params: dict[str, Any], *, track
         verdict = landing.validate_batch(batch["path"], label_map, context=context)
         if not verdict.accepted:
             where = landing.quarantine(batch["path"], verdict)
+            landing.mark_ingested([batch], settings.landing_dir(), outcome="quarantined")
             refused.append({**batch, "reason": verdict.reason, "quarantined_at": str(where)})
             print(f"batch {batch['name']} refused: {verdict.reason} (quarantined at {where})")
             continue
-        report = skew_mod.compute_skew(parent / "train", batch["path"]) if parent else None
+        report = skew_mod.compute_skew(parent, batch["path"]) if parent else None
         if report is not None:
             print(f"skew of batch {batch['name']} against version {parent.name[:12]}:\n{report.to_markdown()}")
             skews.append({"batch": batch["name"], **report.to_dict()})
@@ -176,11 +178,17 @@ def version_dataset(validated: dict[str, Any], params: dict[str, Any], *, tracki
     parent = _current_version_dir(model, tracking_uri)
     batches = [b["path"] for b in validated["accepted"]]
     if not batches and parent is None:
-        raise DataValidationError(
-            f"model {model!r} has no dataset yet and this run brought no accepted batch: land a batch first "
-            "(file drop, POST /api/v2/assets/events or `detectops land`).")
+        why = (f"nothing to retrain: model {model!r} has no dataset yet and this run brought no accepted batch. "
+               "Land a batch (file drop, POST /api/v2/assets/events or `detectops land`).")
+        print(why)
+        return {"sha256": None, "uri": None, "path": None, "parent": None, "counts": {}, "retrain": False,
+                "why": why, "champion": None}
     version = versioning.build_version(parent, batches, _versions_dir()) if batches else versioning.DatasetVersion.load(parent)
     uri = store.publish_dir(version.path, kind="dataset", sha256=version.sha256, tracking_uri=tracking_uri)
+    # Only now are the batches safe in a published version: a retry before this point collects them again.
+    from detectops.data import landing
+
+    landing.mark_ingested(validated["accepted"], settings.landing_dir(), version=version.sha256)
     _ensure_registered_model(model, tracking_uri)
     client = _client(tracking_uri)
     client.set_registered_model_tag(model, LATEST_VERSION_URI_TAG, uri)
@@ -233,6 +241,9 @@ def pipeline_image(params: dict[str, Any], registry: dict[str, Any]) -> str:
 
 def warm_start_source(model: str, params: dict[str, Any], tracking_uri: str) -> str | None:
     """``models:/<model>@<champion>`` when this trainer made the champion with the same label map."""
+    if not params.get("warm_start", True):
+        print("no warm start: the run asked to train from scratch")
+        return None
     champion = _champion(model, params["champion_alias"], tracking_uri)
     if champion is None:
         return None

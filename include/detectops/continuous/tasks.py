@@ -22,13 +22,14 @@ def _params() -> dict[str, Any]:
 @fail_fast_unless_transient
 def collect_batches(triggering_asset_events=None) -> dict[str, Any]:
     from detectops.continuous import steps
+    from detectops.orchestration import mlflow_tracking_uri
 
     events = []
     for asset_events in (triggering_asset_events or {}).values():
         for event in asset_events:
             events.append({"extra": dict(event.extra or {}), "timestamp": str(event.timestamp),
                            "source": f"{event.source_dag_id or 'api'}:{event.source_run_id or ''}"})
-    return steps.collect_batches(events, _params())
+    return steps.collect_batches(events, _params(), tracking_uri=mlflow_tracking_uri())
 
 
 @task

@@ -1,0 +1,388 @@
+"""Level 1 end to end: batches land, a real detector trains in a pod, the gate decides, the champion serves.
+
+A live Airflow (tests/support/live_airflow.py: api-server, scheduler, dag-processor, triggerer)
+with the session's MLflow server, the local registry and cluster as Connections, driven
+through the official ``apache-airflow-client``. Its level-1 defaults train a small network for
+about a minute (``LEVEL1_TEST_DEFAULTS``) and its cron fires every 4 minutes; nothing else
+differs from what users run. The scenarios build on each other, in order:
+
+1. a batch dropped into the landing area starts a run through the AssetWatcher; it trains in a
+   pod, passes the gate, deploys and the champion answers through its Service's NodePort;
+2. a shifted (darker, noisier, smaller objects) batch lands through ``POST /api/v2/assets/events``
+   while a broken batch sits in the landing area: one run quarantines the broken one, warm-starts
+   from the champion on the good one, survives the deletion of its training pod (the retry
+   resumes from the checkpoint in MLflow), and the gate decides on printed numbers;
+3. a candidate that must be worse (one training step from scratch) is registered, rejected with
+   its reasons; the champion and production are unchanged;
+4. the cron schedule fires, finds no new data and says so;
+5. a person rolls back through the REST API: ``champion`` returns to ``previous`` and that
+   version's image serves.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.live_airflow import LEVEL1_TEST_DEFAULTS, LiveAirflow, live_airflow  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG_ID = "detectops_level1_training"
+ROLLBACK_DAG_ID = "detectops_rollback"
+MODEL = LEVEL1_TEST_DEFAULTS["model_name"]
+NAMESPACE = LEVEL1_TEST_DEFAULTS["namespace"]
+DEPLOYMENT = LEVEL1_TEST_DEFAULTS["deployment"]
+RUN_TIMEOUT_S = 20 * 60
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _token(live: LiveAirflow) -> str:
+    r = httpx.post(f"{live.base_url}/auth/token", json={"username": live.username, "password": live.password}, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()["access_token"]
+
+
+class Level1:
+    """The live Airflow's REST API (official client) plus the cluster and MLflow, for the scenarios."""
+
+    def __init__(self, live: LiveAirflow, mlflow_uri: str, kube) -> None:
+        import airflow_client.client as af
+
+        self.af, self.live, self.mlflow_uri, self.kube = af, live, mlflow_uri, kube
+        self.client = af.ApiClient(af.Configuration(host=live.base_url, access_token=_token(live)))
+        self.dags, self.runs = af.DAGApi(self.client), af.DagRunApi(self.client)
+        self.tis, self.xcoms, self.assets = af.TaskInstanceApi(self.client), af.XComApi(self.client), af.AssetApi(self.client)
+        self.landing = Path(live.env["DETECTOPS_LANDING_DIR"])
+
+    def refresh_token(self) -> None:
+        self.client.configuration.access_token = _token(self.live)
+
+    def wait_parsed(self, dag_id: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.dags.get_dag(dag_id)
+                return
+            except self.af.exceptions.NotFoundException:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{dag_id} not parsed after {timeout:.0f} s:\n{self.live.log_tail('dag-processor')}")
+                time.sleep(2)
+
+    def run_ids(self, dag_id: str = DAG_ID) -> set[str]:
+        return {r.dag_run_id for r in self.runs.get_dag_runs(dag_id, limit=100).dag_runs}
+
+    def wait_new_run(self, before: set[str], *, dag_id: str = DAG_ID, run_type: str | None = None, timeout: float = 300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for r in self.runs.get_dag_runs(dag_id, limit=100).dag_runs:
+                if r.dag_run_id not in before and (run_type is None or r.run_type.value == run_type):
+                    return r
+            time.sleep(3)
+        pytest.fail(f"no new {run_type or ''} run of {dag_id} within {timeout:.0f} s; "
+                    f"scheduler log:\n{self.live.log_tail('scheduler')}\ntriggerer log:\n{self.live.log_tail('triggerer')}")
+
+    def states(self, run_id: str, dag_id: str = DAG_ID) -> dict[str, str]:
+        tis = self.tis.get_task_instances(dag_id, run_id).task_instances
+        return {t.task_id: (t.state.value if t.state else "none") for t in tis}
+
+    def wait_done(self, run_id: str, *, dag_id: str = DAG_ID, timeout: float = RUN_TIMEOUT_S, on_poll=None):
+        started, last = time.monotonic(), None
+        while True:
+            self.refresh_token()
+            run = self.runs.get_dag_run(dag_id, run_id)
+            progress = self.states(run_id, dag_id)
+            if progress != last:
+                print(f"[{time.monotonic() - started:5.0f} s] {run.state.value}: "
+                      + ", ".join(f"{k}={v}" for k, v in sorted(progress.items())), flush=True)
+                last = progress
+            if run.state.value in ("success", "failed"):
+                return run
+            if on_poll:
+                on_poll(progress)
+            if time.monotonic() - started > timeout:
+                pytest.fail(f"{dag_id} run {run_id} still {run.state.value} after {timeout:.0f} s: {progress}")
+            time.sleep(5)
+
+    def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID):
+        entry = self.xcoms.get_xcom_entry(dag_id, run_id, task_id, "return_value", deserialize=True)
+        value = entry.value
+        return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+
+    def log(self, run_id: str, task_id: str, try_number: int = 1, dag_id: str = DAG_ID) -> str:
+        r = httpx.get(f"{self.live.base_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                      headers={"Authorization": f"Bearer {_token(self.live)}", "Accept": "text/plain"}, timeout=60)
+        return r.text
+
+    def trigger(self, conf: dict, dag_id: str = DAG_ID) -> str:
+        run = self.runs.trigger_dag_run(dag_id, self.af.TriggerDAGRunPostBody(logical_date=None, conf=conf))
+        return run.dag_run_id
+
+    def assert_success(self, run, run_id: str, dag_id: str = DAG_ID) -> None:
+        if run.state.value != "success":
+            failed = [t for t, s in self.states(run_id, dag_id).items() if s in ("failed", "upstream_failed")]
+            logs = "\n".join(f"--- {t} ---\n{self.log(run_id, t, dag_id=dag_id)[-4000:]}" for t in failed[:3])
+            pytest.fail(f"{dag_id} run {run_id} ended {run.state.value}; failed: {failed}\n{logs}")
+
+    def note(self, run_id: str, dag_id: str = DAG_ID) -> str:
+        return self.runs.get_dag_run(dag_id, run_id).note or ""
+
+
+def _mlflow(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def _alias_version(client, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(MODEL, alias).version
+    except Exception:
+        return None
+
+
+def _served_image(kube) -> str:
+    dep = kube.apps.read_namespaced_deployment(DEPLOYMENT, NAMESPACE)
+    return dep.spec.template.spec.containers[0].image
+
+
+def _smoke_through_nodeport(kube) -> dict:
+    """A request through the Service's NodePort on loopback (the way the host reaches it)."""
+    from detectops.deploy.smoke import UrlTarget, check_target
+
+    svc = kube.core.read_namespaced_service(DEPLOYMENT, NAMESPACE)
+    node_port = svc.spec.ports[0].node_port
+    photo = Path(__file__).resolve().parents[2] / "include" / "detectops" / "deploy" / "data" / "astronaut.jpg"
+    n, labels, latency, checks = check_target(UrlTarget(f"http://127.0.0.1:{node_port}"), photo.read_bytes(),
+                                              model_name="detector", min_detections=0, expect_label=None)
+    return {"node_port": node_port, "checks": checks, "latency_ms": latency}
+
+
+def _batch(tmp: Path, name: str, *, seed: int, num_images: int, **knobs) -> Path:
+    from detectops.data.synthetic import SyntheticSpec, generate_synthetic
+
+    out = tmp / name
+    generate_synthetic(out, SyntheticSpec(num_images=num_images, seed=seed, **knobs))
+    return out
+
+
+# ----------------------------------------------------------------------------- the shared run state
+
+
+@pytest.fixture(scope="module")
+def level1(live_airflow: LiveAirflow, mlflow_server: str):  # noqa: F811
+    from detectops.deploy import connect
+    from tests.integration.test_image import infra_env
+
+    kube = connect(infra_env()["KUBECONFIG"])
+    _delete_namespace(kube)
+    api = Level1(live_airflow, mlflow_server, kube)
+    api.wait_parsed(DAG_ID)
+    api.wait_parsed(ROLLBACK_DAG_ID)
+    for dag_id in (DAG_ID, ROLLBACK_DAG_ID):
+        assert api.dags.patch_dag(dag_id, api.af.DAGPatchBody(is_paused=False)).is_paused is False
+    yield api
+    api.dags.patch_dag(DAG_ID, api.af.DAGPatchBody(is_paused=True))  # no cron run after the module
+    _delete_namespace(kube)
+
+
+def _delete_namespace(kube) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        kube.core.delete_namespace(NAMESPACE)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            kube.core.read_namespace(NAMESPACE)
+        except ApiException:
+            return
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def state() -> dict:
+    """What one scenario leaves for the next (run ids, versions)."""
+    return {}
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+def test_1_a_dropped_batch_trains_in_a_pod_and_the_champion_serves(level1: Level1, tmp_path_factory, state):
+    from detectops.data.landing import drop_batch
+
+    batch = _batch(tmp_path_factory.mktemp("batches"), "first", seed=11, num_images=160)
+    before = level1.run_ids()
+    drop_batch(batch, level1.landing)
+    run = level1.wait_new_run(before, run_type="asset_triggered", timeout=240)
+    print(f"the file drop started run {run.dag_run_id} (run type {run.run_type.value})")
+    done = level1.wait_done(run.dag_run_id)
+    level1.assert_success(done, run.dag_run_id)
+
+    trained = level1.xcom(run.dag_run_id, "train")
+    print(f"trained in a pod: {trained['epochs']} epochs, loss {trained['final_loss']:.3f}, "
+          f"val AP {trained['val_AP']:.3f} AP50 {trained['val_AP50']:.3f}, {trained['images_per_second']:.1f} images/s")
+    assert trained["epochs"] >= 1 and trained["run_id"]
+    verdict = level1.xcom(run.dag_run_id, "gate")
+    assert verdict["passed"] is True, verdict
+    report = level1.xcom(run.dag_run_id, "report")
+    assert report["outcome"] == "promoted", report
+    assert "promoted" in level1.note(run.dag_run_id)
+
+    mlflow = _mlflow(level1.mlflow_uri)
+    champion = _alias_version(mlflow, "champion")
+    registered = level1.xcom(run.dag_run_id, "register")
+    assert champion == str(registered["version"])
+    image = level1.xcom(run.dag_run_id, "build_image")
+    assert _served_image(level1.kube) == image["image"], "production does not run the promoted image's digest"
+    smoke = _smoke_through_nodeport(level1.kube)
+    print(f"the champion answers through NodePort {smoke['node_port']}: {smoke['checks']}")
+    state.update(first_version=champion, first_image=image["image"])
+
+
+def test_2_a_rest_batch_and_a_broken_drop_share_a_run_that_resumes_after_its_pod_is_deleted(
+        level1: Level1, tmp_path_factory, state):
+    from detectops.data.landing import LEDGER_DIR
+
+    assert state.get("first_version"), "scenario 1 must run first"
+    tmp = tmp_path_factory.mktemp("batches2")
+    # The broken batch: a box far outside its image. It waits in the landing area, marked ready
+    # but without ringing the doorbell; the REST event's run finds it there.
+    broken = _batch(tmp, "broken", seed=21, num_images=20)
+    ann = json.loads((broken / "annotations.json").read_text())
+    ann["annotations"][0]["bbox"] = [5000, 5000, 40, 40]
+    (broken / "annotations.json").write_text(json.dumps(ann))
+    shutil.copytree(broken, level1.landing / "broken")
+    (level1.landing / "broken.ready").write_text("{}")
+
+    shifted = _batch(tmp, "shifted", seed=22, num_images=160,
+                     brightness=0.55, noise=0.08, object_size=(0.08, 0.25))
+    rest_dir = level1.landing / "rest-shifted"
+    shutil.copytree(shifted, rest_dir)  # under the allowed root (the landing area), not marked ready
+    asset = [a for a in level1.assets.get_assets(uri_pattern="detectops://data/batch-landed").assets
+             if a.uri == "detectops://data/batch-landed"][0]
+    before = level1.run_ids()
+    level1.assets.create_asset_event(level1.af.CreateAssetEventsBody(
+        asset_id=asset.id, extra={"location": str(rest_dir), "model": MODEL}))
+    run = level1.wait_new_run(before, run_type="asset_triggered", timeout=240)
+
+    deleted = {}
+
+    def delete_training_pod_mid_run(progress: dict) -> None:
+        if deleted or progress.get("train") != "running":
+            return
+        pods = level1.kube.core.list_namespaced_pod(NAMESPACE, label_selector="task_id=train").items
+        for pod in pods:
+            if pod.status.phase != "Running":
+                continue
+            log = level1.kube.core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, container="base")
+            if "epoch 2/" in log:  # a checkpoint of epoch 1 (at least) is in MLflow
+                level1.kube.core.delete_namespaced_pod(pod.metadata.name, NAMESPACE, grace_period_seconds=0)
+                deleted["pod"] = pod.metadata.name
+                print(f"deleted training pod {pod.metadata.name} during epoch 2", flush=True)
+
+    done = level1.wait_done(run.dag_run_id, on_poll=delete_training_pod_mid_run)
+    level1.assert_success(done, run.dag_run_id)
+    assert deleted, "the training pod finished before it could be deleted mid-run"
+
+    validated = level1.xcom(run.dag_run_id, "validate_batches")
+    refused = {b["name"]: b for b in validated["refused"]}
+    assert "broken" in refused, validated
+    assert Path(refused["broken"]["quarantined_at"]).is_dir()
+    print(f"quarantined: {refused['broken']['reason'][:300]}")
+    assert [b["name"] for b in validated["accepted"]] == ["rest-shifted"]
+    assert validated["skew"] and validated["skew"][0]["max_distance"] > 0.1, validated["skew"]
+    print(f"skew of the shifted batch: {validated['skew'][0]['max_distance']:.3f}")
+    assert len(list((level1.landing / LEDGER_DIR).glob("*.json"))) >= 3  # first, broken, shifted
+
+    trained = level1.xcom(run.dag_run_id, "train")
+    assert trained["warm_started_from"] == f"models:/{MODEL}@champion", trained
+    assert trained["resumed_from_epoch"] and trained["resumed_from_epoch"] >= 1, trained
+    print(f"the retry resumed after epoch {trained['resumed_from_epoch']}")
+
+    evaluation = level1.xcom(run.dag_run_id, "evaluate")
+    cand = evaluation["pair"]["candidate"]["metrics"]
+    champ = evaluation["pair"]["champion"]["metrics"]
+    verdict = level1.xcom(run.dag_run_id, "gate")
+    print(f"candidate AP {cand['AP']:.3f} AP50 {cand['AP50']:.3f} vs champion AP {champ['AP']:.3f} "
+          f"AP50 {champ['AP50']:.3f}: {'passed' if verdict['passed'] else 'refused'} ({verdict.get('reasons')})")
+    margin = LEVEL1_TEST_DEFAULTS["map_margin"]
+    ap_check = [c for c in verdict["checks"] if c["name"].startswith("map")] or verdict["checks"]
+    assert (cand["AP"] >= champ["AP"] + margin) == bool(ap_check[0]["passed"]), verdict
+    mlflow = _mlflow(level1.mlflow_uri)
+    registered = level1.xcom(run.dag_run_id, "register")
+    if verdict["passed"]:
+        assert _alias_version(mlflow, "champion") == str(registered["version"])
+        assert _alias_version(mlflow, "previous") == state["first_version"]
+    else:
+        assert _alias_version(mlflow, "champion") == state["first_version"]
+    state.update(second_version=str(registered["version"]), second_promoted=bool(verdict["passed"]))
+
+
+def test_3_a_worse_candidate_is_registered_rejected_and_production_untouched(level1: Level1, state):
+    mlflow = _mlflow(level1.mlflow_uri)
+    champion_before = _alias_version(mlflow, "champion")
+    image_before = _served_image(level1.kube)
+    run_id = level1.trigger({"train_config": json.dumps({"preset": "tiny", "epochs": 1, "steps_per_epoch": 1}),
+                             "warm_start": False, "retrain_unchanged": True, "map_margin": 0.0})
+    done = level1.wait_done(run_id)
+    level1.assert_success(done, run_id)  # refusing a candidate is the run doing its job
+    verdict = level1.xcom(run_id, "gate")
+    assert verdict["passed"] is False and verdict["reasons"], verdict
+    registered = level1.xcom(run_id, "register")
+    tags = mlflow.get_model_version(MODEL, registered["version"]).tags
+    print(f"v{registered['version']} rejected: {verdict['reasons']}")
+    assert tags.get("gate.passed") in ("false", "False"), tags
+    assert _alias_version(mlflow, "champion") == champion_before
+    assert _served_image(level1.kube) == image_before
+    assert level1.states(run_id)["deploy.deploy"] == "skipped"
+    assert "not promoted" in level1.note(run_id)
+
+
+def test_4_the_cron_schedule_finds_no_new_data_and_says_so(level1: Level1):
+    deadline = time.monotonic() + 6 * 60
+    while True:
+        scheduled = [r for r in level1.runs.get_dag_runs(DAG_ID, limit=100).dag_runs if r.run_type.value == "scheduled"]
+        finished = [r for r in scheduled if r.state.value in ("success", "failed")]
+        if finished:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail("the cron schedule (every 4 minutes in the test Airflow) did not fire within 6 minutes")
+        time.sleep(10)
+        level1.refresh_token()
+    run = finished[-1]
+    level1.assert_success(run, run.dag_run_id)
+    report = level1.xcom(run.dag_run_id, "report")
+    print(f"scheduled run {run.dag_run_id}: {report['note']}")
+    assert report["outcome"] == "nothing to retrain", report
+    assert level1.states(run.dag_run_id)["train"] == "skipped"
+
+
+def test_5_a_person_rolls_back_through_the_rest_api(level1: Level1, state):
+    mlflow = _mlflow(level1.mlflow_uri)
+    if _alias_version(mlflow, "previous") is None:
+        pytest.fail(f"no 'previous' to roll back to: scenario 2's candidate was not promoted ({state})")
+    previous = _alias_version(mlflow, "previous")
+    champion = _alias_version(mlflow, "champion")
+    run_id = level1.trigger({"model_name": MODEL, "namespace": NAMESPACE, "deployment": DEPLOYMENT,
+                             "reason": "e2e: a person rolls back"}, dag_id=ROLLBACK_DAG_ID)
+    done = level1.wait_done(run_id, dag_id=ROLLBACK_DAG_ID)
+    level1.assert_success(done, run_id, dag_id=ROLLBACK_DAG_ID)
+    assert _alias_version(mlflow, "champion") == previous != champion
+    previous_image = mlflow.get_model_version(MODEL, previous).tags.get("image_digest") or ""
+    served = _served_image(level1.kube)
+    print(f"rolled back from v{champion} to v{previous}; serving {served}")
+    assert previous_image and previous_image in served
+    _smoke_through_nodeport(level1.kube)
