@@ -121,7 +121,9 @@ def predict_split(model: Any, split: Split, label_map: dict[int, str], config: T
     from detectops.train.model import decode
 
     class_ids = np.array(sorted(label_map), np.int64)
-    infer = tf.function(lambda x: decode(model(x, training=False), len(class_ids), config.max_detections))
+    size = config.input_size
+    infer = tf.function(lambda x: decode(model(x, training=False), len(class_ids), config.max_detections),
+                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])  # one trace for every batch
     results = []
     for start in range(0, len(split), batch_size):
         found = infer(tf.cast(split.images[start:start + batch_size], tf.float32))
