@@ -71,8 +71,8 @@ def broken_image(good_image):
 def _spec(image, namespace: str, **changes):
     from detectops.deploy import DeploySpec
 
-    return DeploySpec(model_name="detector-it", model_version="1", image=image.pinned, namespace=namespace,
-                      deployment=NAME, **changes)
+    return DeploySpec(**{"model_name": "detector-it", "model_version": "1", "image": image.pinned,
+                         "namespace": namespace, "deployment": NAME, **changes})
 
 
 def _run_deployer_pod(kube, spec, deployer_image: str, timeout_s: int = 420) -> dict:
