@@ -90,7 +90,6 @@ def training_pod_settings() -> dict[str, Any]:
             requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "2", "memory": "4Gi"}),
         "security_context": k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=10001, run_as_group=10001),
         "automount_service_account_token": False,
-        "env_vars": [k8s.V1EnvVar(name="OMP_NUM_THREADS", value="2")],
     }
 
 

@@ -121,6 +121,18 @@ class Level1:
                       headers={"Authorization": f"Bearer {_token(self.live)}", "Accept": "text/plain"}, timeout=60)
         return r.text
 
+    def wait_clear_of_cron(self, margin_s: float = 60) -> None:
+        """Return once the next cron tick (every 4 minutes) is at least ``margin_s`` away and the
+        latest tick's run is done: a scheduled run would otherwise ingest a batch meant to start
+        an Asset-triggered run."""
+        now = time.time()
+        to_next_tick = 240 - now % 240
+        if to_next_tick < margin_s:
+            time.sleep(to_next_tick + 5)
+        for r in self.runs.get_dag_runs(DAG_ID, limit=100).dag_runs:
+            if r.run_type.value == "scheduled" and r.state.value not in ("success", "failed"):
+                self.wait_done(r.dag_run_id)
+
     def trigger(self, conf: dict, dag_id: str = DAG_ID) -> str:
         run = self.runs.trigger_dag_run(dag_id, self.af.TriggerDAGRunPostBody(logical_date=None, conf=conf))
         return run.dag_run_id
@@ -186,8 +198,13 @@ def level1(live_airflow: LiveAirflow, mlflow_server: str):  # noqa: F811
     api = Level1(live_airflow, mlflow_server, kube)
     api.wait_parsed(DAG_ID)
     api.wait_parsed(ROLLBACK_DAG_ID)
+    before = api.run_ids()
     for dag_id in (DAG_ID, ROLLBACK_DAG_ID):
         assert api.dags.patch_dag(dag_id, api.af.DAGPatchBody(is_paused=False)).is_paused is False
+    # Unpausing runs the cron's latest tick at once (catchup=False); let it finish (no data yet)
+    # so that it cannot take scenario 1's batch.
+    first = api.wait_new_run(before, run_type="scheduled", timeout=120)
+    api.assert_success(api.wait_done(first.dag_run_id), first.dag_run_id)
     yield api
     api.dags.patch_dag(DAG_ID, api.af.DAGPatchBody(is_paused=True))  # no cron run after the module
     _delete_namespace(kube)
@@ -224,6 +241,7 @@ def test_1_a_dropped_batch_trains_in_a_pod_and_the_champion_serves(level1: Level
     from detectops.data.landing import drop_batch
 
     batch = _batch(tmp_path_factory.mktemp("batches"), "first", seed=11, num_images=160)
+    level1.wait_clear_of_cron()
     before = level1.run_ids()
     drop_batch(batch, level1.landing)
     run = level1.wait_new_run(before, run_type="asset_triggered", timeout=240)
@@ -249,7 +267,7 @@ def test_1_a_dropped_batch_trains_in_a_pod_and_the_champion_serves(level1: Level
     assert _served_image(level1.kube) == image["image"], "production does not run the promoted image's digest"
     smoke = _smoke_through_nodeport(level1.kube)
     print(f"the champion answers through NodePort {smoke['node_port']}: {smoke['checks']}")
-    state.update(first_version=champion, first_image=image["image"])
+    state.update(first_version=champion, first_image=image["image"], champion_since=time.time())
 
 
 def test_2_a_rest_batch_and_a_broken_drop_share_a_run_that_resumes_after_its_pod_is_deleted(
@@ -273,6 +291,7 @@ def test_2_a_rest_batch_and_a_broken_drop_share_a_run_that_resumes_after_its_pod
     shutil.copytree(shifted, rest_dir)  # under the allowed root (the landing area), not marked ready
     asset = [a for a in level1.assets.get_assets(uri_pattern="detectops://data/batch-landed").assets
              if a.uri == "detectops://data/batch-landed"][0]
+    level1.wait_clear_of_cron()
     before = level1.run_ids()
     level1.assets.create_asset_event(level1.af.CreateAssetEventsBody(
         asset_id=asset.id, extra={"location": str(rest_dir), "model": MODEL}))
@@ -351,10 +370,11 @@ def test_3_a_worse_candidate_is_registered_rejected_and_production_untouched(lev
     assert "not promoted" in level1.note(run_id)
 
 
-def test_4_the_cron_schedule_finds_no_new_data_and_says_so(level1: Level1):
+def test_4_the_cron_schedule_finds_no_new_data_and_says_so(level1: Level1, state):
     deadline = time.monotonic() + 6 * 60
     while True:
-        scheduled = [r for r in level1.runs.get_dag_runs(DAG_ID, limit=100).dag_runs if r.run_type.value == "scheduled"]
+        scheduled = [r for r in level1.runs.get_dag_runs(DAG_ID, limit=100).dag_runs
+                     if r.run_type.value == "scheduled" and r.run_after.timestamp() > state["champion_since"]]
         finished = [r for r in scheduled if r.state.value in ("success", "failed")]
         if finished:
             break
@@ -367,6 +387,7 @@ def test_4_the_cron_schedule_finds_no_new_data_and_says_so(level1: Level1):
     report = level1.xcom(run.dag_run_id, "report")
     print(f"scheduled run {run.dag_run_id}: {report['note']}")
     assert report["outcome"] == "nothing to retrain", report
+    assert "was trained on" in report["note"], report  # the champion's own data, not "no data yet"
     assert level1.states(run.dag_run_id)["train"] == "skipped"
 
 
