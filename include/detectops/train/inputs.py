@@ -26,6 +26,7 @@ from detectops.errors import DataValidationError
 from detectops.train.config import OUTPUT_STRIDE, TrainConfig
 
 TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT = "train", "val", "test"
+_RESIZE_BATCH = 32
 
 
 class TrainingDataError(DataValidationError):
@@ -135,18 +136,29 @@ def load_split(root: str | Path, label_map: dict[int, str], config: TrainConfig,
     out_images = np.zeros((n, size, size, 3), np.uint8)
     targets = [np.zeros((n, grid, grid, k), np.float32) for k in (len(channels), 2, 2, 1)]
     original = np.zeros((n, 2), np.int32)
+    pending: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}  # images waiting to be resized, by shape
+
+    def flush(shape: tuple[int, ...]) -> None:
+        # One resize call per group of equally sized images: per-image eager calls dominated loading.
+        group = pending.pop(shape)
+        resized = resize_images(np.stack([pixels for _, pixels in group]), size)
+        out_images[[i for i, _ in group]] = tf.clip_by_value(tf.round(resized), 0, 255).numpy().astype(np.uint8)
+
     for i, meta in enumerate(images_meta):
         pixels = _read_rgb(dataset.image_path(meta))
         h, w = pixels.shape[:2]
         original[i] = (w, h)
-        resized = resize_images(pixels[None], size)[0]
-        out_images[i] = tf.clip_by_value(tf.round(resized), 0, 255).numpy().astype(np.uint8)
+        pending.setdefault(pixels.shape, []).append((i, pixels))
+        if len(pending[pixels.shape]) == _RESIZE_BATCH:
+            flush(pixels.shape)
         anns = [a for a in by_image.get(int(meta["id"]), []) if not a.get("iscrowd")]
         boxes = np.array([[a["bbox"][0] / w, a["bbox"][1] / h, (a["bbox"][0] + a["bbox"][2]) / w,
                            (a["bbox"][1] + a["bbox"][3]) / h] for a in anns], np.float32).reshape(-1, 4)
         classes = np.array([channels[int(a["category_id"])] for a in anns], np.int64)
         for target, value in zip(targets, encode_targets(np.clip(boxes, 0, 1), classes, grid, len(channels))):
             target[i] = value
+    for shape in list(pending):
+        flush(shape)
     return Split(dataset, np.array([int(m["id"]) for m in images_meta], np.int64), original, out_images, *targets)
 
 
