@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 HEAVY_MODULES = ("tensorflow", "great_expectations", "mlflow", "keras", "pycocotools", "docker")
-EXPECTED_DAGS = {"detectops_level0_manual"}
+EXPECTED_DAGS = {"detectops_level0_manual", "detectops_level1_training", "detectops_rollback"}
 
 PARSE_PROBE = r"""
 import json, sys, time
@@ -46,6 +46,10 @@ for dag_id, dag in bag.dags.items():
                               "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule), "setup": t.is_setup, "teardown": t.is_teardown,
                               "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks},
         "schedule": type(dag.timetable).__name__,
+        "assets": sorted(a.uri for _, a in dag.timetable.asset_condition.iter_assets())
+                  if getattr(dag.timetable, "asset_condition", None) is not None else [],
+        "watchers": sorted(w.name for _, a in dag.timetable.asset_condition.iter_assets() for w in a.watchers)
+                    if getattr(dag.timetable, "asset_condition", None) is not None else [],
         "catchup": dag.catchup,
     }
 print("RESULT " + json.dumps({"seconds": elapsed, "errors": {k: str(v) for k, v in bag.import_errors.items()},
@@ -115,3 +119,24 @@ def test_level0_deploys_through_the_shared_deploy_group(parsed):
     assert group["deploy.prepare"]["upstream"] == ["deploy_spec"]
     # no other deployment path beside the group's
     assert not [t for t, v in tasks.items() if v["operator"] == "KubernetesPodOperator" and not t.startswith("deploy.")]
+
+
+def test_level1_listens_to_time_data_and_drift_in_one_schedule(parsed):
+    dag = parsed["dags"]["detectops_level1_training"]
+    assert dag["schedule"] == "AssetOrTimeSchedule"
+    assert dag["assets"] == ["detectops://data/batch-landed", "detectops://monitoring/drift-detected"]
+    assert dag["watchers"] == ["landing_ready_marker"]  # file drops arrive as events: no polling DAG
+
+
+def test_level1_trains_in_a_pod_gates_then_deploys_through_the_shared_group(parsed):
+    tasks = parsed["dags"]["detectops_level1_training"]["tasks"]
+    assert tasks["train"]["operator"] == "KubernetesPodOperator"
+    assert tasks["train"]["upstream"] == ["training_plan"]
+    assert set(tasks["gate"]["upstream"]) == {"evaluate", "infra_validate", "register"}
+    assert "gate" in tasks["deploy_spec"]["upstream"] and "build_image" in tasks["deploy_spec"]["upstream"]
+    assert tasks["deploy.prepare"]["upstream"] == ["deploy_spec"]
+    assert "deploy.smoke_test" in tasks["deploy.promote"]["upstream"]  # champion moves only after it serves
+    assert tasks["report"]["trigger_rule"] == "all_done"  # the note is written whatever happened
+    # one deployment path: the group's pod is the only other pod operator
+    pods = {t for t, v in tasks.items() if v["operator"] == "KubernetesPodOperator"}
+    assert pods == {"train", "deploy.deploy"}

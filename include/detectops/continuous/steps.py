@@ -258,10 +258,12 @@ def warm_start_source(model: str, params: dict[str, Any], tracking_uri: str) -> 
 
 
 def training_plan(version: dict[str, Any], params: dict[str, Any], *, tracking_uri: str,
-                  registry: dict[str, Any], run_key: str) -> dict[str, Any]:
-    """Image and arguments of the training pod (MLflow as pods reach it)."""
+                  registry: dict[str, Any], run_key: str, kube_config: str | None) -> dict[str, Any]:
+    """Image and arguments of the training pod (MLflow as pods reach it); its namespace exists after this."""
+    from detectops.pipeline import prepare_namespace
     from detectops.platform_net import pod_reachable_url
 
+    prepare_namespace(params["namespace"], kube_config=kube_config)
     image = pipeline_image(params, registry)
     warm = warm_start_source(params["model_name"], params, tracking_uri)
     config = params["train_config"]

@@ -61,10 +61,10 @@ def retrain_needed(version: dict[str, Any]) -> bool:
 @fail_fast_unless_transient
 def training_plan(version: dict[str, Any], run_id=None, dag_run=None) -> dict[str, Any]:
     from detectops.continuous import steps
-    from detectops.orchestration import mlflow_tracking_uri, registry_settings
+    from detectops.orchestration import kube_config_path, mlflow_tracking_uri, registry_settings
 
-    return steps.training_plan(version, _params(), tracking_uri=mlflow_tracking_uri(),
-                               registry=registry_settings(), run_key=f"{dag_run.dag_id}/{run_id}")
+    return steps.training_plan(version, _params(), tracking_uri=mlflow_tracking_uri(), registry=registry_settings(),
+                               run_key=f"{dag_run.dag_id}/{run_id}", kube_config=kube_config_path())
 
 
 @task
