@@ -41,15 +41,15 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # noqa: F401  (pre-imported by the dag-processor)
 from airflow.sdk import Param, XComArg, dag
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from detectops import assets
 from detectops.continuous.params import level1_params
-from detectops.dagkit import deploy_group
-from detectops.orchestration import dag_defaults, training_pod_settings
+from detectops.dagkit import deploy_group, training_pod
+from detectops.orchestration import dag_defaults
 from detectops.settings import landing_dir
 
 BATCH_LANDED = assets.batch_landed(ready_marker=str(landing_dir() / "READY"))
@@ -70,8 +70,6 @@ CRON = os.environ.get("DETECTOPS_LEVEL1_CRON", "0 3 * * *")
     default_args=dag_defaults(),
     doc_md=__doc__,
     params=level1_params(Param),
-    # The training pod's argument list comes from XCom as a list, not as its string form.
-    render_template_as_native_obj=True,
 )
 def detectops_level1_training():
     from detectops.continuous import tasks as t
@@ -85,20 +83,7 @@ def detectops_level1_training():
 
     # The pod runs the pipeline image; everything it needs is in its arguments (the dataset
     # version's URI, MLflow's address as pods see it), and it writes its result as XCom.
-    train = KubernetesPodOperator(
-        task_id="train",
-        kubernetes_conn_id="kubernetes_default",
-        namespace="{{ params.namespace }}",
-        name="detectops-train",
-        image="{{ ti.xcom_pull(task_ids='training_plan')['image'] }}",
-        cmds=["detectops"],
-        arguments="{{ ti.xcom_pull(task_ids='training_plan')['arguments'] }}",
-        do_xcom_push=True,
-        get_logs=True,
-        on_finish_action="delete_succeeded_pod",
-        startup_timeout_seconds=300,
-        **training_pod_settings(),
-    )
+    train = training_pod(plan_task_id="training_plan", task_id="train")
     plan >> train
 
     evaluation = t.evaluate(train.output, version)

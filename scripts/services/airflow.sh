@@ -28,6 +28,12 @@ add_connections() {
   airflow connections add kubernetes_default --conn-type kubernetes \
     --conn-extra "{\"kube_config_path\": \"$kubeconfig\", \"namespace\": \"detectops\", \"xcom_sidecar_container_image\": \"$registry/detectops/base:bookworm\"}" \
     --conn-description "The Kubernetes cluster that runs the deployer pods and the serving Deployment" >/dev/null
+  local admin_password
+  admin_password="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$AIRFLOW_HOME/passwords.json")"
+  airflow connections delete detectops_airflow_api >/dev/null 2>&1 || true
+  airflow connections add detectops_airflow_api --conn-type http --conn-host 127.0.0.1 --conn-port "$AIRFLOW_PORT" \
+    --conn-login admin --conn-password "$admin_password" \
+    --conn-description "This Airflow's REST API: tasks write their run's note through it" >/dev/null
 }
 
 case "${1:-start}" in

@@ -112,7 +112,7 @@ class Level1:
             time.sleep(5)
 
     def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID):
-        entry = self.xcoms.get_xcom_entry(dag_id, run_id, task_id, "return_value", deserialize=True)
+        entry = self.xcoms.get_xcom_entry(dag_id, task_id, run_id, "return_value", deserialize=True)
         value = entry.value
         return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
 
@@ -240,7 +240,7 @@ def state() -> dict:
 def test_1_a_dropped_batch_trains_in_a_pod_and_the_champion_serves(level1: Level1, tmp_path_factory, state):
     from detectops.data.landing import drop_batch
 
-    batch = _batch(tmp_path_factory.mktemp("batches"), "first", seed=11, num_images=160)
+    batch = _batch(tmp_path_factory.mktemp("batches"), "first", seed=11, num_images=240)
     level1.wait_clear_of_cron()
     before = level1.run_ids()
     drop_batch(batch, level1.landing)

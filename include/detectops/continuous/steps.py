@@ -267,24 +267,20 @@ def training_plan(version: dict[str, Any], params: dict[str, Any], *, tracking_u
     image = pipeline_image(params, registry)
     warm = warm_start_source(params["model_name"], params, tracking_uri)
     config = params["train_config"]
-    if not isinstance(config, str):
-        config = json.dumps(config)
-    arguments = [
-        "train",
-        "--dataset", version["uri"],
-        "--label-map", _label_map_key(label_map_of(params)),
-        "--out", "/tmp/train",
-        "--config", config,
-        "--tracking-uri", pod_reachable_url(tracking_uri),
-        "--experiment", TRAINING_EXPERIMENT,
-        "--run-key", run_key,
-        "--run-name", f"train {params['model_name']} on {version['sha256'][:12]}",
-        "--xcom-file", "/airflow/xcom/return.json",
-    ]
-    if warm:
-        arguments += ["--warm-start", warm]
-    print(f"training in {image}: detectops {' '.join(arguments)}")
-    return {"image": image, "arguments": arguments, "warm_start": warm}
+    plan = {
+        "image": image,
+        "namespace": params["namespace"],
+        "dataset": version["uri"],
+        "label_map": _label_map_key(label_map_of(params)),
+        "config": config if isinstance(config, str) else json.dumps(config),
+        "tracking_uri": pod_reachable_url(tracking_uri),
+        "experiment": TRAINING_EXPERIMENT,
+        "run_key": run_key,
+        "run_name": f"train {params['model_name']} on {version['sha256'][:12]}",
+        "warm_start": warm or "",
+    }
+    print(f"training in {image}: {json.dumps(plan, indent=1)}")
+    return plan
 
 
 # ------------------------------------------------------------------------------ 5. evaluate
