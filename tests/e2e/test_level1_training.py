@@ -112,9 +112,8 @@ class Level1:
             time.sleep(5)
 
     def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID):
-        entry = self.xcoms.get_xcom_entry(dag_id, task_id, run_id, "return_value", deserialize=True)
-        value = entry.value
-        return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+        entry = self.xcoms.get_xcom_entry(dag_id, task_id, run_id, "return_value", deserialize=True, stringify=False)
+        return entry.actual_instance.value  # oneOf(native, string): native with stringify=False
 
     def log(self, run_id: str, task_id: str, try_number: int = 1, dag_id: str = DAG_ID) -> str:
         r = httpx.get(f"{self.live.base_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
@@ -211,7 +210,12 @@ def level1(live_airflow: LiveAirflow, mlflow_server: str):  # noqa: F811
 
 
 def _delete_namespace(kube) -> None:
+    """The model's namespace, and its deploy Lease (a run killed mid-deploy would hold it for 30 minutes)."""
     from kubernetes.client.exceptions import ApiException
+
+    for lease in kube.coordination.list_namespaced_lease("detectops-system").items if _has_ns(kube, "detectops-system") else []:
+        if lease.metadata.name.startswith(f"deploy-{MODEL}-"):
+            kube.coordination.delete_namespaced_lease(lease.metadata.name, "detectops-system")
 
     try:
         kube.core.delete_namespace(NAMESPACE)
@@ -226,6 +230,16 @@ def _delete_namespace(kube) -> None:
         except ApiException:
             return
         time.sleep(2)
+
+
+def _has_ns(kube, name: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        kube.core.read_namespace(name)
+        return True
+    except ApiException:
+        return False
 
 
 @pytest.fixture(scope="module")
