@@ -111,6 +111,15 @@ class Level1:
                 pytest.fail(f"{dag_id} run {run_id} still {run.state.value} after {timeout:.0f} s: {progress}")
             time.sleep(5)
 
+    def print_timings(self, run, dag_id: str = DAG_ID) -> None:
+        """Each task's duration and the scheduler's gaps between tasks (for docs/benchmarks.md)."""
+        tis = [t for t in self.tis.get_task_instances(dag_id, run.dag_run_id).task_instances if t.start_date and t.end_date]
+        tis.sort(key=lambda t: t.start_date)
+        busy = sum((t.end_date - t.start_date).total_seconds() for t in tis)
+        total = (max(t.end_date for t in tis) - run.queued_at).total_seconds() if run.queued_at else busy
+        print(f"run {run.dag_run_id}: {total:.0f} s from queued to the last task, {busy:.0f} s inside tasks; by task: "
+              + ", ".join(f"{t.task_id} {(t.end_date - t.start_date).total_seconds():.0f}s" for t in tis))
+
     def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID):
         entry = self.xcoms.get_xcom_entry(dag_id, task_id, run_id, "return_value", deserialize=True, stringify=False)
         return entry.actual_instance.value  # oneOf(native, string): native with stringify=False
@@ -262,6 +271,7 @@ def test_1_a_dropped_batch_trains_in_a_pod_and_the_champion_serves(level1: Level
     print(f"the file drop started run {run.dag_run_id} (run type {run.run_type.value})")
     done = level1.wait_done(run.dag_run_id)
     level1.assert_success(done, run.dag_run_id)
+    level1.print_timings(done)
 
     trained = level1.xcom(run.dag_run_id, "train")
     print(f"trained in a pod: {trained['epochs']} epochs, loss {trained['final_loss']:.3f}, "

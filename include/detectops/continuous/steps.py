@@ -313,12 +313,30 @@ def evaluate(trained: dict[str, Any], version: dict[str, Any], params: dict[str,
     pair = evaluate_pair(candidate_dir, champion_dir, dataset.split_dir("test"),
                          image_batches=dataset.image_batches("test"), output_dir=out)
     run_id = log_pair(pair, experiment=TRAINING_EXPERIMENT, dag_run_id=dag_run_id, tracking_uri=tracking_uri)
+    # The version is a dataset input of the runs that used it: training, and this evaluation.
+    _log_version_input(trained["run_id"], version["uri"], "training", tracking_uri)
+    _log_version_input(run_id, version["uri"], "evaluation", tracking_uri)
     cand = pair["candidate"]["metrics"]
     champ = (pair.get("champion") or {}).get("metrics")
     print(f"candidate AP {cand.get('AP', 0):.3f} AP50 {cand.get('AP50', 0):.3f}"
           + (f" | champion v{champion['version']} AP {champ.get('AP', 0):.3f} AP50 {champ.get('AP50', 0):.3f}" if champ else " | no champion"))
     return {"pair": pair, "run_id": run_id, "candidate_dir": str(candidate_dir),
             "champion": champion and {k: champion[k] for k in ("name", "version")}}
+
+
+def _log_version_input(run_id: str, uri: str, context: str, tracking_uri: str) -> None:
+    import mlflow
+
+    from detectops.data.store import log_dataset_input
+
+    client = _client(tracking_uri)
+    if any(uri in (i.dataset.source or "") for i in client.get_run(run_id).inputs.dataset_inputs):
+        return  # a retried task logs it once
+    status = client.get_run(run_id).info.status
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        log_dataset_input(uri, context=context, tracking_uri=tracking_uri)
+    client.set_terminated(run_id, status=status if status in ("FINISHED", "FAILED", "KILLED") else "FINISHED")
 
 
 # ------------------------------------------------------------------------------ 6. register, build, infra, gate
