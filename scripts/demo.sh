@@ -11,7 +11,6 @@ DEPLOY="${DETECTOPS_DEPLOY:-1}"
 if [ "$DEPLOY" = "1" ]; then
   "$REPO/scripts/infra/up.sh"
   . "$DETECTOPS_HOME/infra/env.sh"
-  export DETECTOPS_DEPLOYER_HOST_NETWORK="${DETECTOPS_DEPLOYER_HOST_NETWORK:-1}"
 fi
 "$REPO/scripts/services/mlflow.sh" start
 "$REPO/scripts/services/airflow.sh" start

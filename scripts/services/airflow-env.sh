@@ -22,8 +22,7 @@ mkdir -p "$AIRFLOW_HOME"
 export AIRFLOW__API_AUTH__JWT_SECRET="$(cat "$AIRFLOW_HOME/jwt_secret")"
 [ -f "$AIRFLOW_HOME/passwords.json" ] || printf '{"admin": "%s"}\n' "$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)" > "$AIRFLOW_HOME/passwords.json"
 # The local infrastructure (scripts/infra/up.sh), when it runs: its Docker engine, registry and
-# cluster. That cluster has no kube-proxy, so the in-cluster deployer uses the host network.
+# cluster (with kube-proxy: pods are ordinary pods and reach the API through its Service).
 if [ -f "$DETECTOPS_HOME/infra/env.sh" ]; then
   . "$DETECTOPS_HOME/infra/env.sh"
-  [ -z "${DETECTOPS_KUBE_EXTERNAL:-}" ] && export DETECTOPS_DEPLOYER_HOST_NETWORK=1
 fi
