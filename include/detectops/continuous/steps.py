@@ -97,7 +97,7 @@ def validate_batches(collected: dict[str, Any], params: dict[str, Any], *, track
         report = skew_mod.compute_skew(parent, batch["path"]) if parent else None
         if report is not None:
             print(f"skew of batch {batch['name']} against version {parent.name[:12]}:\n{report.to_markdown()}")
-            skews.append({"batch": batch["name"], **report.to_dict()})
+            skews.append({**report.to_dict(), "batch": batch["name"]})
         accepted.append(batch)
     max_skew = max((s["max_distance"] for s in skews), default=0.0)
     _log_ingest(tracking_uri, params["model_name"], accepted, refused, skews, dag_run_id)
