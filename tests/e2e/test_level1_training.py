@@ -300,6 +300,7 @@ def test_2_a_rest_batch_and_a_broken_drop_share_a_run_that_resumes_after_its_pod
 
     assert state.get("first_version"), "scenario 1 must run first"
     tmp = tmp_path_factory.mktemp("batches2")
+    level1.wait_clear_of_cron()  # a scheduled run would ingest the broken drop on its own
     # The broken batch: a box far outside its image. It waits in the landing area, marked ready
     # but without ringing the doorbell; the REST event's run finds it there.
     broken = _batch(tmp, "broken", seed=21, num_images=20)
@@ -315,7 +316,6 @@ def test_2_a_rest_batch_and_a_broken_drop_share_a_run_that_resumes_after_its_pod
     shutil.copytree(shifted, rest_dir)  # under the allowed root (the landing area), not marked ready
     asset = [a for a in level1.assets.get_assets(uri_pattern="detectops://data/batch-landed").assets
              if a.uri == "detectops://data/batch-landed"][0]
-    level1.wait_clear_of_cron()
     before = level1.run_ids()
     level1.assets.create_asset_event(level1.af.CreateAssetEventsBody(
         asset_id=asset.id, extra={"location": str(rest_dir), "model": MODEL}))
