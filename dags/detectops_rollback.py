@@ -46,6 +46,9 @@ from detectops.orchestration import dag_defaults, fail_fast_unless_transient
         "namespace": Param("detectops", type="string", title="Kubernetes namespace"),
         "deployment": Param("detector", type="string", title="Deployment (and Service) name"),
         "score_threshold": Param(0.3, type="number", minimum=0, maximum=1, title="Serving score threshold"),
+        "min_detections": Param(1, type="integer", minimum=0, title="Smoke test: objects the astronaut photo must yield",
+                                description="1 for a COCO detector (it finds the person); 0 for a model of other classes "
+                                            "(such as level 1's shapes): the smoke test then checks readiness and the contract."),
         "reason": Param("rolled back by hand", type="string", title="Why (recorded on the version rolled back from)"),
         "alias": Param("champion", type="string", title="Alias to roll back"),
         "previous_alias": Param("previous", type="string", title="Alias of the version to return to"),
@@ -65,7 +68,8 @@ def detectops_rollback():
               f"({target['image']})")
         spec = DeploySpec(model_name=params["model_name"], model_version=target["version"], image=target["image"],
                           namespace=params["namespace"], deployment=params["deployment"],
-                          score_threshold=float(params["score_threshold"]))
+                          score_threshold=float(params["score_threshold"]),
+                          min_detections=int(params["min_detections"]))
         return {"from_version": target["from_version"], "spec": spec.to_dict()}
 
     @task

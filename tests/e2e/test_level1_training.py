@@ -422,7 +422,7 @@ def test_5_a_person_rolls_back_through_the_rest_api(level1: Level1, state):
     previous = _alias_version(mlflow, "previous")
     champion = _alias_version(mlflow, "champion")
     run_id = level1.trigger({"model_name": MODEL, "namespace": NAMESPACE, "deployment": DEPLOYMENT,
-                             "reason": "e2e: a person rolls back"}, dag_id=ROLLBACK_DAG_ID)
+                             "min_detections": 0, "reason": "e2e: a person rolls back"}, dag_id=ROLLBACK_DAG_ID)
     done = level1.wait_done(run_id, dag_id=ROLLBACK_DAG_ID)
     level1.assert_success(done, run_id, dag_id=ROLLBACK_DAG_ID)
     assert _alias_version(mlflow, "champion") == previous != champion
