@@ -150,3 +150,19 @@ def test_a_class_outside_the_label_map_is_refused(dataset_dir, config, tmp_path)
 
     with pytest.raises(TrainingDataError, match="not in the model's label map"):
         train(dataset_dir, {1: "circle"}, tmp_path, config, log=lambda _: None)
+
+
+def test_a_resumed_run_still_reports_its_warm_start(trained, dataset_dir, tmp_path):
+    """The retried pod resumes from a checkpoint (not from the champion), yet the run was warm-started."""
+    from detectops.train import train
+
+    champion = trained[0].export_dir
+    short = TrainConfig.tiny(epochs=1, steps_per_epoch=1, eval_every=0)  # same network as the champion's
+    store = LocalCheckpointStore(tmp_path / "checkpoints")
+    first = train(dataset_dir, LABEL_MAP, tmp_path / "a", short, checkpoints=store, warm_start_from=champion,
+                  log=lambda _: None)
+    assert first.warm_started_from == str(champion) and first.resumed_from_epoch == 0
+    retry = train(dataset_dir, LABEL_MAP, tmp_path / "b", short, checkpoints=store, warm_start_from=champion,
+                  log=lambda _: None)
+    assert retry.resumed_from_epoch == 1
+    assert retry.warm_started_from == str(champion)

@@ -83,17 +83,19 @@ def learning_rate_schedule(config: TrainConfig, total_steps: int) -> Any:
 
 # ----------------------------------------------------------------------------- checkpoints
 def _save_checkpoint(model: Any, optimizer: Any, epoch: int, history: list[dict[str, Any]], config: TrainConfig,
-                     store: CheckpointStore) -> None:
+                     store: CheckpointStore, warm_started_from: str | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="detectops-ckpt-") as tmp:
         tmp_path = Path(tmp)
         model.save_weights(str(tmp_path / CHECKPOINT_WEIGHTS))
         np.savez(tmp_path / CHECKPOINT_OPTIMIZER, *[np.asarray(v.numpy()) for v in optimizer.variables])
-        state = {"epoch": epoch, "history": history, "config": config.to_dict()}
+        # Where the run's first epoch started from: a resumed run still reports its warm start.
+        state = {"epoch": epoch, "history": history, "config": config.to_dict(), "warm_started_from": warm_started_from}
         (tmp_path / CHECKPOINT_STATE).write_text(json.dumps(state, indent=1))
         store.save(epoch, tmp_path)
 
 
-def _restore_checkpoint(model: Any, optimizer: Any, directory: Path, config: TrainConfig) -> list[dict[str, Any]]:
+def _restore_checkpoint(model: Any, optimizer: Any, directory: Path,
+                        config: TrainConfig) -> tuple[list[dict[str, Any]], str | None]:
     from detectops.train.export import WarmStartError
 
     state = json.loads((directory / CHECKPOINT_STATE).read_text())
@@ -109,7 +111,7 @@ def _restore_checkpoint(model: Any, optimizer: Any, directory: Path, config: Tra
         raise WarmStartError(f"The optimizer state in {directory} does not fit this model; start a new run.")
     for variable, value in zip(optimizer.variables, values):
         variable.assign(value)
-    return list(state["history"])
+    return list(state["history"]), state.get("warm_started_from")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -261,7 +263,7 @@ def train(
     latest = checkpoints.latest() if checkpoints is not None else None
     if latest is not None:
         resumed_from, directory = latest
-        history = _restore_checkpoint(model, optimizer, directory, config)
+        history, warm_started_from = _restore_checkpoint(model, optimizer, directory, config)
         log(f"resuming after epoch {resumed_from} from the checkpoint in {checkpoints!r}")
     elif warm_start_from is not None:
         load_warm_start(model, warm_start_from, label_map, config)
@@ -309,7 +311,7 @@ def train(
         log(_format_epoch(row, config.epochs))
         tracker.metrics({k: v for k, v in row.items() if k not in ("epoch", "seconds")}, step=epoch)
         if checkpoints is not None:
-            _save_checkpoint(model, optimizer, epoch, history, config, checkpoints)
+            _save_checkpoint(model, optimizer, epoch, history, config, checkpoints, warm_started_from)
 
     if not history or history[-1].get("val_AP") is None:  # nothing left to train (a retry after the last epoch)
         metrics = evaluate_split(model, val_split, label_map, config)
