@@ -12,4 +12,5 @@ fi
 if [ -f "$DETECTOPS_HOME/infra/env.sh" ]; then . "$DETECTOPS_HOME/infra/env.sh"; fi
 
 cd "$REPO"
-exec "$PY" -m pytest -p no:cacheprovider --timeout 1800 "${@:-tests}"
+# --durations: where the suite's time goes, printed at the end of every run (CI included).
+exec "$PY" -m pytest -p no:cacheprovider --timeout 1800 --durations=25 "${@:-tests}"
