@@ -87,7 +87,7 @@ def detectops_level1_training():
     plan >> train
 
     evaluation = t.evaluate(train.output, version)
-    registered = t.register(train.output, version, evaluation)
+    registered = t.register(train.output, version, evaluation, plan, validated)
     image = t.build_image(registered, evaluation)
     infra = t.infra_validate(image, registered)
     verdict = t.gate(evaluation, infra, registered)

@@ -287,6 +287,12 @@ def test_1_a_dropped_batch_trains_in_a_pod_and_the_champion_serves(level1: Level
     champion = _alias_version(mlflow, "champion")
     registered = level1.xcom(run.dag_run_id, "register")
     assert champion == str(registered["version"])
+    lineage = mlflow.get_model_version(MODEL, champion).tags
+    plan = level1.xcom(run.dag_run_id, "training_plan")
+    assert lineage["pipeline_image"] == plan["image"] and "@sha256:" in lineage["pipeline_image"], lineage
+    assert lineage["dataset_sha256"] == level1.xcom(run.dag_run_id, "version_dataset")["sha256"]
+    assert lineage["gx.batches_accepted"] == "1" and lineage["gx.results"].startswith("runs:/"), lineage
+    assert lineage["training_run_id"] == trained["run_id"] and lineage["dag_run_id"] == run.dag_run_id
     image = level1.xcom(run.dag_run_id, "build_image")
     assert _served_image(level1.kube) == image["image"], "production does not run the promoted image's digest"
     smoke = _smoke_through_nodeport(level1.kube)

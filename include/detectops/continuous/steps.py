@@ -100,9 +100,9 @@ def validate_batches(collected: dict[str, Any], params: dict[str, Any], *, track
             skews.append({**report.to_dict(), "batch": batch["name"]})
         accepted.append(batch)
     max_skew = max((s["max_distance"] for s in skews), default=0.0)
-    _log_ingest(tracking_uri, params["model_name"], accepted, refused, skews, dag_run_id)
+    ingest_run_id = _log_ingest(tracking_uri, params["model_name"], accepted, refused, skews, dag_run_id)
     result = {"accepted": accepted, "refused": refused, "skew": skews, "max_skew": max_skew,
-              "parent": parent.name if parent else None}
+              "parent": parent.name if parent else None, "ingest_run_id": ingest_run_id}
     if max_skew > float(params["max_skew"]):
         raise DataValidationError(
             f"the new data is too far from the current dataset version: skew {max_skew:.3f} > max_skew "
@@ -120,7 +120,8 @@ def _worst_features(skews: list[dict[str, Any]]) -> list[str]:
     return out or ["no single feature over its own threshold"]
 
 
-def _log_ingest(tracking_uri: str, model: str, accepted: list, refused: list, skews: list, dag_run_id: str | None) -> None:
+def _log_ingest(tracking_uri: str, model: str, accepted: list, refused: list, skews: list, dag_run_id: str | None) -> str:
+    """One MLflow run per ingest: the GX verdicts and skew of every batch (the model version's lineage points at it)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -131,6 +132,7 @@ def _log_ingest(tracking_uri: str, model: str, accepted: list, refused: list, sk
                             "max_skew": max((s["max_distance"] for s in skews), default=0.0)})
         mlflow.log_dict({"accepted": accepted, "refused": refused, "skew": skews}, "ingest.json")
         print(f"ingest logged to MLflow run {run.info.run_id}")
+    return run.info.run_id
 
 
 # ------------------------------------------------------------------------------ 3. version
@@ -343,8 +345,13 @@ def _log_version_input(run_id: str, uri: str, context: str, tracking_uri: str) -
 
 
 def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[str, Any], params: dict[str, Any], *,
-             tracking_uri: str, dag_run_id: str | None) -> dict[str, Any]:
-    """Register the candidate (always, idempotent by model hash) with its lineage; no alias yet."""
+             tracking_uri: str, dag_run_id: str | None, plan: dict[str, Any] | None = None,
+             validated: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Register the candidate (always, idempotent by model hash) with its lineage; no alias yet.
+
+    Lineage: the DAG run, the dataset version, the code, the pipeline image it trained in (by
+    digest), the training and evaluation runs, and the data checks of this run's batches.
+    """
     from detectops import registry
     from detectops.models import fetch_model
 
@@ -355,8 +362,16 @@ def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[
         "training_run_id": trained["run_id"],
         "dataset_uri": version["uri"],
         "warm_started_from": trained.get("warm_started_from") or "",
-        "pipeline_image": trained.get("image", ""),
+        "pipeline_image": (plan or {}).get("image", ""),
+        "evaluation_run_id": evaluation.get("run_id", ""),
     }
+    if validated is not None:
+        tags.update({
+            "gx.batches_accepted": len(validated.get("accepted", [])),
+            "gx.batches_refused": len(validated.get("refused", [])),
+            "gx.results": f"runs:/{validated['ingest_run_id']}/ingest.json" if validated.get("ingest_run_id") else "",
+            "skew.max": f"{validated.get('max_skew', 0.0):.4f}",
+        })
     ref = registry.register_model(model, trained["run_id"], params["model_name"], tags,
                                   dataset_sha256=version["sha256"], dag_run_id=dag_run_id, tracking_uri=tracking_uri)
     print(f"registered {ref.name} v{ref.version} from training run {trained['run_id']}")

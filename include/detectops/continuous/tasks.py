@@ -78,11 +78,13 @@ def evaluate(trained: dict[str, Any], version: dict[str, Any], run_id=None) -> d
 
 @task
 @fail_fast_unless_transient
-def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[str, Any], run_id=None) -> dict[str, Any]:
+def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[str, Any], plan: dict[str, Any],
+             validated: dict[str, Any], run_id=None) -> dict[str, Any]:
     from detectops.continuous import steps
     from detectops.orchestration import mlflow_tracking_uri
 
-    return steps.register(trained, version, evaluation, _params(), tracking_uri=mlflow_tracking_uri(), dag_run_id=run_id)
+    return steps.register(trained, version, evaluation, _params(), tracking_uri=mlflow_tracking_uri(), dag_run_id=run_id,
+                          plan=plan, validated=validated)
 
 
 @task
