@@ -28,6 +28,7 @@ TRAINER_TAG = "detectops.trainer"
 LABEL_MAP_TAG = "detectops.label_map"
 TRAINER = "detectops.train"
 PIPELINE_IMAGE_VARIABLE = "detectops_pipeline_image"
+INGEST_KEY_TAG = "detectops.ingest_key"
 
 
 #: Outcomes of a run that did not do its job (a gate rejection and "nothing to retrain" did).
@@ -121,16 +122,30 @@ def _worst_features(skews: list[dict[str, Any]]) -> list[str]:
 
 
 def _log_ingest(tracking_uri: str, model: str, accepted: list, refused: list, skews: list, dag_run_id: str | None) -> str:
-    """One MLflow run per ingest: the GX verdicts and skew of every batch (the model version's lineage points at it)."""
+    """One MLflow run per ingest: the GX verdicts and skew of every batch (the model version's lineage points at it).
+
+    Keyed by the DAG run and the batches' hashes, so a retried task finds its run instead of logging a second one.
+    """
+    import hashlib
+
     import mlflow
 
+    from detectops.evaluate.mlflow_log import find_finished_run, get_or_create_experiment
+
+    hashes = sorted(b["sha256"] for b in accepted + refused)
+    key = hashlib.sha256(json.dumps({"dag_run_id": dag_run_id, "batches": hashes}).encode()).hexdigest()[:32]
+    client = _client(tracking_uri)
+    experiment_id = get_or_create_experiment(client, TRAINING_EXPERIMENT)
+    existing = find_finished_run(client, experiment_id, INGEST_KEY_TAG, key)
+    if existing:
+        return existing
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(TRAINING_EXPERIMENT)
-    with mlflow.start_run(run_name=f"ingest {model}") as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"ingest {model}") as run:
         mlflow.set_tags({"detectops.step": "ingest", "detectops.model": model, "dag_run_id": dag_run_id or ""})
         mlflow.log_metrics({"batches_accepted": len(accepted), "batches_refused": len(refused),
                             "max_skew": max((s["max_distance"] for s in skews), default=0.0)})
         mlflow.log_dict({"accepted": accepted, "refused": refused, "skew": skews}, "ingest.json")
+        mlflow.set_tag(INGEST_KEY_TAG, key)  # last: a run cut short is not found as done
         print(f"ingest logged to MLflow run {run.info.run_id}")
     return run.info.run_id
 

@@ -216,19 +216,16 @@ def log_pair(
     """
     from mlflow.entities import Metric, Param
 
-    from detectops.evaluate.mlflow_log import connect, get_or_create_experiment
+    from detectops.evaluate.mlflow_log import connect, find_finished_run, get_or_create_experiment
 
     code_version = settings.code_version()
     params = _pair_params(pair, code_version)
     key = hashlib.sha256(json.dumps({"params": params, "dag_run_id": dag_run_id}, sort_keys=True).encode()).hexdigest()[:32]
     client = connect(tracking_uri)
     experiment_id = get_or_create_experiment(client, experiment)
-    existing = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{PAIR_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-        max_results=1,
-    )
+    existing = find_finished_run(client, experiment_id, PAIR_KEY_TAG, key)
     if existing:
-        return existing[0].info.run_id
+        return existing
 
     all_tags = {PAIR_KEY_TAG: key, "detectops.kind": "evaluation_pair", "code_version": code_version,
                 "dataset_sha256": params.get("dataset_sha256"), "candidate_model_sha256": params.get("candidate_model_sha256"),

@@ -68,6 +68,13 @@ def connect(tracking_uri: str | None = None) -> Any:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def find_finished_run(client: Any, experiment_id: str, tag: str, key: str) -> str | None:
+    """The id of a FINISHED run tagged ``tag = key``: what a retried task logged before (None: nothing)."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{tag}` = '{key}' and attributes.status = 'FINISHED'",
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
 def get_or_create_experiment(client: Any, name: str) -> str:
     """The experiment id of ``name``, creating it (race-safe) if missing."""
     from mlflow.exceptions import MlflowException
@@ -176,12 +183,9 @@ def log_evaluation(
     from mlflow.entities import Metric, Param
 
     experiment_id = get_or_create_experiment(client, experiment)
-    existing = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{EVALUATION_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-        max_results=1,
-    )
+    existing = find_finished_run(client, experiment_id, EVALUATION_KEY_TAG, key)
     if existing:
-        result.run_id = existing[0].info.run_id
+        result.run_id = existing
         return result.run_id
 
     all_tags = {
