@@ -80,6 +80,8 @@ def evaluate_and_log(
         "metrics": dict(result.metrics),
         "latency": dict(result.latency),
         "num_images": result.num_images,
+        # The detections behind the metrics: registration builds the reference statistics from them.
+        "detections": result.artifacts.get("coco_results_json", ""),
     }
 
 
@@ -116,7 +118,36 @@ def register_model(
     )
     if alias:
         registry.set_alias(ref.name, alias, ref.version, tracking_uri=tracking_uri)
+    if dataset.get("path"):
+        store_reference_statistics(ref.name, ref.version, {"eval": dataset["path"]}, evaluation,
+                                   tracking_uri=tracking_uri)
     return {**ref.to_dict(), "alias": alias}
+
+
+def store_reference_statistics(name: str, version: str | int, splits: dict[str, Any], evaluation: dict[str, Any], *,
+                               tracking_uri: str | None, evaluated_split: str = "eval") -> str:
+    """Store the version's reference statistics (what monitoring compares live traffic with).
+
+    ``splits``: ``{split name: COCO dataset dir}``; ``evaluation``: the evaluation's ``run_id``
+    (where the table is stored) and ``detections`` (its COCO results file, made on ``evaluated_split``:
+    a local path or a ``runs:/`` URI).
+    """
+    import json
+
+    from detectops.monitoring.reference import store_reference
+    from detectops.serve.config import ServeSettings
+
+    detections = None
+    if evaluation.get("detections"):
+        path = evaluation["detections"]
+        if path.startswith("runs:/"):  # made on another worker: read it from the evaluation run's artifacts
+            import mlflow
+
+            path = mlflow.artifacts.download_artifacts(path, tracking_uri=tracking_uri)
+        detections = json.loads(Path(path).read_text())
+    return store_reference(name, version, splits, evaluation["run_id"], tracking_uri=tracking_uri,
+                           evaluated_split=evaluated_split, detections=detections,
+                           min_score=ServeSettings.min_score)
 
 
 def build_and_push(

@@ -293,6 +293,14 @@ def test_1_a_dropped_batch_trains_in_a_pod_and_the_champion_serves(level1: Level
     assert lineage["dataset_sha256"] == level1.xcom(run.dag_run_id, "version_dataset")["sha256"]
     assert lineage["gx.batches_accepted"] == "1" and lineage["gx.results"].startswith("runs:/"), lineage
     assert lineage["training_run_id"] == trained["run_id"] and lineage["dag_run_id"] == run.dag_run_id
+    # The reference statistics monitoring compares traffic with: train and test images, test detections.
+    from detectops.monitoring.reference import load_reference
+
+    reference = load_reference(MODEL, champion, tracking_uri=level1.mlflow_uri)
+    splits = reference["split"].value_counts().to_dict()
+    print(f"reference statistics: {splits}, brightness p50 {reference['brightness_mean'].median():.1f}")
+    assert splits.get("train", 0) > 0 and splits.get("test", 0) > 0, splits
+    assert reference.loc[reference["split"] == "test", "num_detections"].notna().all()
     image = level1.xcom(run.dag_run_id, "build_image")
     assert _served_image(level1.kube) == image["image"], "production does not run the promoted image's digest"
     smoke = _smoke_through_nodeport(level1.kube)

@@ -144,3 +144,21 @@ def test_promote_keeps_previous_and_rollback_returns_to_it(logged):
     tags = get_version_tags(name, v2.version)
     assert tags["rejected_stage"] == "rollback" and "error rate 12%" in tags["rejected_reason"]
     assert not rollback(name, from_version=v2.version).changed  # a retried rollback changes nothing
+
+
+def test_registration_stores_the_reference_statistics_monitoring_compares_with(logged, mlflow_server):
+    from detectops.monitoring.reference import REFERENCE_TAG, load_reference
+    from detectops.pipeline import register_model
+    from detectops.registry import get_version_tags
+
+    result, run_id, tmp = logged
+    evaluation = {"run_id": run_id, "detections": result.artifacts["coco_results_json"]}
+    ref = register_model(result.model, {"path": str(tmp / "tiny_dataset")}, evaluation, name="tiny-reference",
+                         tracking_uri=mlflow_server)
+    assert get_version_tags(ref["name"], ref["version"], tracking_uri=mlflow_server)[REFERENCE_TAG] == \
+        f"runs:/{run_id}/reference/features.parquet"
+    frame = load_reference(ref["name"], ref["version"], tracking_uri=mlflow_server)
+    assert sorted(frame["width"]) == [120.0, 200.0] and (frame["split"] == "eval").all()
+    # The tiny detector finds a person (0.9) and a dog (0.6) in each image: both are above 0.3.
+    assert frame["num_detections"].tolist() == [2, 2]
+    assert sorted(frame.iloc[0]["classes"]) == [1, 18]

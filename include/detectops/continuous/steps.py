@@ -316,12 +316,7 @@ def evaluate(trained: dict[str, Any], version: dict[str, Any], params: dict[str,
     from detectops.data import versioning
     from detectops.evaluate.compare import evaluate_pair, log_pair
 
-    local = Path(version["path"])
-    if not local.is_dir():
-        from detectops.data import store
-
-        store.fetch_dir(version["uri"], local, tracking_uri=tracking_uri)
-    dataset = versioning.DatasetVersion.load(local)
+    dataset = versioning.DatasetVersion.load(_local_version(version, tracking_uri))
     candidate_dir = _download(trained["model_uri"], f"candidate-{trained['run_id']}", tracking_uri)
     champion = _champion(params["model_name"], params["champion_alias"], tracking_uri)
     champion_dir = (_download(champion["model_uri"], f"champion-{champion['name']}-{champion['version']}", tracking_uri)
@@ -339,6 +334,16 @@ def evaluate(trained: dict[str, Any], version: dict[str, Any], params: dict[str,
           + (f" | champion v{champion['version']} AP {champ.get('AP', 0):.3f} AP50 {champ.get('AP50', 0):.3f}" if champ else " | no champion"))
     return {"pair": pair, "run_id": run_id, "candidate_dir": str(candidate_dir),
             "champion": champion and {k: champion[k] for k in ("name", "version")}}
+
+
+def _local_version(version: dict[str, Any], tracking_uri: str) -> Path:
+    """The dataset version's directory on this worker (fetched from the store if another worker made it)."""
+    local = Path(version["path"])
+    if not local.is_dir():
+        from detectops.data import store
+
+        store.fetch_dir(version["uri"], local, tracking_uri=tracking_uri)
+    return local
 
 
 def _log_version_input(run_id: str, uri: str, context: str, tracking_uri: str) -> None:
@@ -390,7 +395,22 @@ def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[
     ref = registry.register_model(model, trained["run_id"], params["model_name"], tags,
                                   dataset_sha256=version["sha256"], dag_run_id=dag_run_id, tracking_uri=tracking_uri)
     print(f"registered {ref.name} v{ref.version} from training run {trained['run_id']}")
+    _store_reference(ref, version, evaluation, tracking_uri)
     return {**ref.to_dict(), "model_path": model.path}
+
+
+def _store_reference(ref: Any, version: dict[str, Any], evaluation: dict[str, Any], tracking_uri: str) -> None:
+    """The version's reference statistics: its training and test images, and its own detections on the test split."""
+    from detectops.data import versioning
+    from detectops.pipeline import store_reference_statistics
+
+    dataset = versioning.DatasetVersion.load(_local_version(version, tracking_uri))
+    splits = {"train": dataset.split_dir("train"), "test": dataset.split_dir("test")}
+    detections = evaluation["pair"]["candidate"]["artifacts"]["coco_results_json"]
+    if not Path(detections).is_file():  # evaluated on another worker; log_pair stored it under candidate/
+        detections = f"runs:/{evaluation['run_id']}/candidate/{Path(detections).name}"
+    store_reference_statistics(ref.name, ref.version, splits, {"run_id": evaluation["run_id"], "detections": detections},
+                               tracking_uri=tracking_uri, evaluated_split="test")
 
 
 def build_image(registered: dict[str, Any], evaluation: dict[str, Any], *, registry: dict[str, Any],

@@ -1,0 +1,1 @@
+"""Monitoring: prediction features, reference statistics, drift."""
