@@ -312,12 +312,12 @@ def test_prediction_log_lines_are_written(client, predlog_path):
             break
         time.sleep(0.05)
     detect_row = next(r for r in reversed(rows) if r["endpoint"] == "/detect" and r["width"] == 40)
-    assert detect_row["height"] == 30 and detect_row["mean_brightness"] == pytest.approx(200, abs=1)
+    assert detect_row["height"] == 30 and detect_row["brightness_mean"] == pytest.approx(200, abs=1)
     assert detect_row["model_name"] == "detector" and detect_row["model_version"] == "1"
     assert detect_row["num_detections"] == 2 and detect_row["scores"] == [0.9, 0.6]
     row = next(r for r in rows if r["request_id"] == rid)
-    assert row["mean_brightness"] == pytest.approx(50, abs=2) and row["width"] == 64
-    assert {"time", "latency_ms", "min_score", "classes"} <= set(row)
+    assert row["brightness_mean"] == pytest.approx(50, abs=2) and row["width"] == 64
+    assert {"time", "latency_ms", "min_score", "classes", "box_sizes", "sharpness", "saturation", "contrast"} <= set(row)
 
 
 # -- readiness -----------------------------------------------------------------------------

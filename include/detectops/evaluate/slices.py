@@ -49,13 +49,12 @@ UNMAPPED_BATCH = "(unmapped)"
 def mean_luma(pixels: np.ndarray) -> float:
     """Mean luma (ITU-R BT.601, 0-255) of an H x W x 3 uint8 image.
 
-    The same formula and strided sample as the serving app's ``mean_brightness`` (what the
-    prediction log and drift monitoring record), so a bucket here means the same in production.
+    The prediction log's ``brightness_mean`` (``monitoring.features``), so a bucket here
+    means the same in production.
     """
-    step = max(1, int(max(pixels.shape[:2]) // 256))
-    sample = np.asarray(pixels[::step, ::step], dtype=np.float32)
-    luma = sample[..., 0] * 0.299 + sample[..., 1] * 0.587 + sample[..., 2] * 0.114
-    return round(float(luma.mean()), 3)
+    from detectops.monitoring.features import image_features
+
+    return image_features(pixels)["brightness_mean"]
 
 
 def brightness_bucket(luma: float, edges: Sequence[float] = BRIGHTNESS_EDGES) -> str:

@@ -9,12 +9,15 @@ Sink (``DETECTOPS_PREDICTION_LOG``): ``""`` or ``"off"`` disables it, ``"stdout"
 writes to standard output (what Kubernetes log collectors read), anything else is a file
 path, appended to (its directory is created).
 
-A line looks like::
+A line looks like (the features are ``detectops.monitoring.features``; ``scores``, ``classes`` and
+``box_sizes`` list the detections at or above ``min_score``)::
 
     {"time": "2026-11-22T19:40:01.123456+00:00", "request_id": "5f0c...", "endpoint": "/detect",
-     "model_name": "detector", "model_version": "1", "instance": 0, "width": 640, "height": 480,
-     "mean_brightness": 118.4, "min_score": 0.3, "num_detections": 2,
-     "scores": [0.91, 0.47], "classes": [1, 47], "latency_ms": 61.2}
+     "model_name": "detector", "model_version": "1", "instance": 0, "format": "JPEG",
+     "width": 640.0, "height": 480.0, "aspect_ratio": 1.3333, "brightness_mean": 118.4,
+     "brightness_std": 52.1, "contrast": 190.2, "saturation": 0.31, "sharpness": 412.7,
+     "min_score": 0.3, "num_detections": 2, "mean_score": 0.69, "mean_box_size": 0.21,
+     "classes": [1, 47], "scores": [0.91, 0.47], "box_sizes": [0.33, 0.09], "latency_ms": 61.2}
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from detectops.monitoring.features import box_sizes, image_features, output_features
 from detectops.serve import schemas
 from detectops.serve.config import ServeSettings
 from detectops.serve.errors import RequestError, bad_request, too_large
@@ -110,9 +111,9 @@ def _record(svc: ServiceState, endpoint: str, request_id: str, index: int, img: 
         keep = d.scores >= min_score
         scores = [round(float(s), 4) for s in d.scores[keep]]
         classes = [int(c) for c in d.classes[keep]]
-        brightness = img.mean_brightness()
+        image = image_features(img.pixels, img.width, img.height)
         svc.metrics.observe_detections(endpoint, scores,
-                                       [svc.label_map.get(c, f"class {c}") for c in classes], brightness)
+                                       [svc.label_map.get(c, f"class {c}") for c in classes], image["brightness_mean"])
         svc.predlog.write({
             "time": datetime.now(timezone.utc).isoformat(),
             "request_id": request_id,
@@ -120,14 +121,10 @@ def _record(svc: ServiceState, endpoint: str, request_id: str, index: int, img: 
             "model_name": svc.settings.model_name,
             "model_version": svc.version,
             "instance": index,
-            "width": img.width,
-            "height": img.height,
             "format": img.format,
-            "mean_brightness": brightness,
+            **image,
             "min_score": min_score,
-            "num_detections": len(scores),
-            "scores": scores,
-            "classes": classes,
+            **output_features(scores, classes, box_sizes(d.boxes[keep])),
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         })
     except Exception:  # noqa: BLE001 - monitoring must never fail a request
