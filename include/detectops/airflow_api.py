@@ -62,6 +62,17 @@ class AirflowApi:
     def emit_asset_event(self, uri: str, extra: dict[str, Any]) -> dict[str, Any]:
         return self.call("POST", "assets/events", json={"asset_id": self.asset_id(uri), "extra": extra})
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        path = f"dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+        return self.call("GET", path, params={"limit": 1000})["task_instances"]
+
+    def dag_runs(self, dag_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest runs first."""
+        return self.call("GET", f"dags/{quote(dag_id)}/dagRuns", params={"limit": limit, "order_by": "-run_after"})["dag_runs"]
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self.call("GET", f"dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}")
+
 
 def from_connection(conn_id: str = AIRFLOW_API_CONN_ID) -> AirflowApi:
     """The API of the ``detectops_airflow_api`` connection (HTTP: host, port, login, password)."""
@@ -70,3 +81,35 @@ def from_connection(conn_id: str = AIRFLOW_API_CONN_ID) -> AirflowApi:
     conn = BaseHook.get_connection(conn_id)
     port = f":{conn.port}" if conn.port else ""
     return AirflowApi(f"{conn.schema or 'http'}://{conn.host}{port}", conn.login or "", conn.password or "")
+
+
+def run_timeline(task_instances: list[dict[str, Any]], *, since: str | None = None) -> dict[str, Any]:
+    """Where a DAG run's time went, from its task instances as the REST API returns them.
+
+    Per task: ``seconds`` inside the task (``start_date`` -> ``end_date``) and ``wait_s``, the
+    scheduler's overhead (``scheduled_when`` -> ``start_date``: queueing, the executor, the
+    task process starting up). ``since``: an ISO time (for example when a batch landed) from
+    which ``total_s`` is counted; by default the first task's ``scheduled_when``.
+    """
+    from datetime import datetime
+
+    def at(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    done = [t for t in task_instances if t.get("start_date") and t.get("end_date")]
+    done.sort(key=lambda t: t["start_date"])
+    tasks = []
+    for t in done:
+        start, end, scheduled = at(t["start_date"]), at(t["end_date"]), at(t.get("scheduled_when"))
+        tasks.append({"task_id": t["task_id"], "state": t.get("state"), "try_number": t.get("try_number"),
+                      "seconds": round((end - start).total_seconds(), 1),
+                      "wait_s": round((start - scheduled).total_seconds(), 1) if scheduled else None})
+    if not tasks:
+        return {"tasks": [], "total_s": 0.0, "inside_tasks_s": 0.0, "scheduler_wait_s": 0.0}
+    first = at(since) or min(at(t.get("scheduled_when") or t["start_date"]) for t in done)
+    last = max(at(t["end_date"]) for t in done)
+    waits = [t["wait_s"] for t in tasks if t["wait_s"] is not None]
+    return {"tasks": tasks, "total_s": round((last - first).total_seconds(), 1),
+            "inside_tasks_s": round(sum(t["seconds"] for t in tasks), 1),
+            "scheduler_wait_s": round(sum(waits), 1),
+            "scheduler_wait_per_task_s": round(sum(waits) / len(waits), 2) if waits else None}

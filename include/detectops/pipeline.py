@@ -125,12 +125,13 @@ def register_model(
 
 
 def store_reference_statistics(name: str, version: str | int, splits: dict[str, Any], evaluation: dict[str, Any], *,
-                               tracking_uri: str | None, evaluated_split: str = "eval") -> str:
+                               tracking_uri: str | None, evaluated_split: str = "eval",
+                               min_score: float | None = None) -> str:
     """Store the version's reference statistics (what monitoring compares live traffic with).
 
     ``splits``: ``{split name: COCO dataset dir}``; ``evaluation``: the evaluation's ``run_id``
     (where the table is stored) and ``detections`` (its COCO results file, made on ``evaluated_split``:
-    a local path or a ``runs:/`` URI).
+    a local path or a ``runs:/`` URI). ``min_score``: the serving threshold (default: the service's).
     """
     import json
 
@@ -147,7 +148,7 @@ def store_reference_statistics(name: str, version: str | int, splits: dict[str, 
         detections = json.loads(Path(path).read_text())
     return store_reference(name, version, splits, evaluation["run_id"], tracking_uri=tracking_uri,
                            evaluated_split=evaluated_split, detections=detections,
-                           min_score=ServeSettings.min_score)
+                           min_score=ServeSettings.min_score if min_score is None else min_score)
 
 
 def build_and_push(

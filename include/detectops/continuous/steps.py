@@ -395,11 +395,12 @@ def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[
     ref = registry.register_model(model, trained["run_id"], params["model_name"], tags,
                                   dataset_sha256=version["sha256"], dag_run_id=dag_run_id, tracking_uri=tracking_uri)
     print(f"registered {ref.name} v{ref.version} from training run {trained['run_id']}")
-    _store_reference(ref, version, evaluation, tracking_uri)
+    _store_reference(ref, version, evaluation, tracking_uri, float(params.get("score_threshold", 0.3)))
     return {**ref.to_dict(), "model_path": model.path}
 
 
-def _store_reference(ref: Any, version: dict[str, Any], evaluation: dict[str, Any], tracking_uri: str) -> None:
+def _store_reference(ref: Any, version: dict[str, Any], evaluation: dict[str, Any], tracking_uri: str,
+                     min_score: float) -> None:
     """The version's reference statistics: its training and test images, and its own detections on the test split."""
     from detectops.data import versioning
     from detectops.pipeline import store_reference_statistics
@@ -410,7 +411,7 @@ def _store_reference(ref: Any, version: dict[str, Any], evaluation: dict[str, An
     if not Path(detections).is_file():  # evaluated on another worker; log_pair stored it under candidate/
         detections = f"runs:/{evaluation['run_id']}/candidate/{Path(detections).name}"
     store_reference_statistics(ref.name, ref.version, splits, {"run_id": evaluation["run_id"], "detections": detections},
-                               tracking_uri=tracking_uri, evaluated_split="test")
+                               tracking_uri=tracking_uri, evaluated_split="test", min_score=min_score)
 
 
 def build_image(registered: dict[str, Any], evaluation: dict[str, Any], *, registry: dict[str, Any],

@@ -196,8 +196,26 @@ def epoch_plan(num_images: int, config: TrainConfig, epoch: int) -> EpochPlan:
     return EpochPlan(order, flip, gain, bias)
 
 
+def mirrored(split: Split) -> tuple[np.ndarray, ...]:
+    """``(images, heatmap, size, offset, mask)`` of every image flipped horizontally.
+
+    A horizontal flip of the dense targets is exact: the centre cell ``i`` of ``x`` becomes
+    ``G-1-i`` for ``G-x``, so the maps are mirrored and the x offset becomes ``1 - offset``
+    (where there is an object).
+    """
+    offset = split.offset[:, :, ::-1].copy()
+    offset[..., 0] = (1.0 - offset[..., 0]) * split.mask[:, :, ::-1, 0]
+    return (split.images[:, :, ::-1], split.heatmap[:, :, ::-1], split.size[:, :, ::-1], offset,
+            split.mask[:, :, ::-1])
+
+
 class BatchSource:
     """Makes training batches from a :class:`Split` held in TensorFlow variables (copied in once).
+
+    Both orientations of every image and its targets are held (twice the memory: about 150 kB
+    per image at 192 px), so a flip is a choice of row in the one gather a batch needs, not
+    work per step: the input pipeline shares 2 cores with the training step and every
+    millisecond it spends is taken from the step (``bench_train.py`` measures it).
 
     Variables, not constants: a tf.data function captures a variable by handle, whereas an
     eager constant is copied into every epoch's dataset graph (hundreds of MB each time).
@@ -206,38 +224,24 @@ class BatchSource:
     def __init__(self, split: Split):
         import tensorflow as tf
 
-        def hold(array: np.ndarray) -> Any:
-            return tf.Variable(array, trainable=False)
-
-        self.images = hold(split.images)
-        self.heatmap = hold(split.heatmap)
-        self.size = hold(split.size)
-        self.offset = hold(split.offset)
-        self.mask = hold(split.mask)
+        self.num_images = len(split)
+        both = [np.concatenate([a, m]) for a, m in zip(
+            (split.images, split.heatmap, split.size, split.offset, split.mask), mirrored(split))]
+        self.images, self.heatmap, self.size, self.offset, self.mask = (tf.Variable(a, trainable=False) for a in both)
 
     def batch(self, index: Any, flip: Any, gain: Any, bias: Any) -> tuple[Any, ...]:
-        """``(images float32, heatmap, size, offset, mask)`` of one batch, augmented.
-
-        A horizontal flip of the dense targets is exact: the centre cell ``i`` of ``x`` becomes
-        ``G-1-i`` for ``G-x``, so the maps are mirrored and the x offset becomes ``1 - offset``.
-        """
+        """``(images float32, heatmap, size, offset, mask)`` of one batch, augmented."""
         import tensorflow as tf
 
-        images = tf.gather(self.images, index)  # flipped as uint8: a quarter of the float32 bytes
-        heatmap, size = tf.gather(self.heatmap, index), tf.gather(self.size, index)
-        offset, mask = tf.gather(self.offset, index), tf.gather(self.mask, index)
-        f = tf.reshape(flip, [-1, 1, 1, 1])
-        images = tf.where(f, tf.reverse(images, [2]), images)
-        heatmap = tf.where(f, tf.reverse(heatmap, [2]), heatmap)
-        size = tf.where(f, tf.reverse(size, [2]), size)
-        mask = tf.where(f, tf.reverse(mask, [2]), mask)
-        flipped_offset = tf.reverse(offset, [2])
-        flipped_offset = tf.concat([(1.0 - flipped_offset[..., :1]) * mask, flipped_offset[..., 1:]], axis=-1)
-        offset = tf.where(f, flipped_offset, offset)
+        index = tf.convert_to_tensor(index, tf.int32)
+        rows = tf.where(tf.convert_to_tensor(flip, tf.bool), index + self.num_images, index)  # flipped copies follow
+        images = tf.gather(self.images, rows)
+        heatmap, size = tf.gather(self.heatmap, rows), tf.gather(self.size, rows)
+        offset, mask = tf.gather(self.offset, rows), tf.gather(self.mask, rows)
         # Contrast around mid-grey, then brightness, as ONE multiply-add per pixel:
         # (x - 127.5) * gain + 127.5 + bias = x * gain + (127.5 * (1 - gain) + bias).
-        gain = tf.reshape(gain, [-1, 1, 1, 1])
-        shift = 127.5 * (1.0 - gain) + tf.reshape(bias, [-1, 1, 1, 1])
+        gain = tf.reshape(tf.cast(gain, tf.float32), [-1, 1, 1, 1])
+        shift = 127.5 * (1.0 - gain) + tf.reshape(tf.cast(bias, tf.float32), [-1, 1, 1, 1])
         images = tf.clip_by_value(tf.cast(images, tf.float32) * gain + shift, 0.0, 255.0)
         return images, heatmap, size, offset, mask
 
