@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local infrastructure needs (Docker engine, registry,
-# containerd, etcd, CNI plugins, debootstrap, kubectl ...). Idempotent: packages already
-# installed are skipped, so a second run takes a second or two.
+# containerd, etcd, CNI plugins, debootstrap, kubectl, Prometheus and Alertmanager ...).
+# Idempotent: packages already installed are skipped, so a second run takes a second or two.
 set -euo pipefail
 # shellcheck source=scripts/infra/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +20,7 @@ PKGS=(
   xz-utils openssl ca-certificates curl
   gcc libc6-dev                        # the static pause binary for containerd's sandbox image
   util-linux mount
+  prometheus prometheus-alertmanager   # Prometheus 2.42 + Alertmanager 0.25 (prometheus.sh runs them, no init system)
 )
 # kubectl: keep one that is already on PATH (e.g. Google Cloud SDK's); otherwise Debian's.
 if ! command -v kubectl >/dev/null 2>&1; then
