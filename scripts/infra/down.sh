@@ -48,6 +48,9 @@ our_shims() {
   done
 }
 
+# Prometheus, its pod discovery and Alertmanager first: they only watch the rest.
+"$INFRA_SCRIPTS/prometheus.sh" stop
+
 # kube-proxy first: then its iptables rules and ipsets go (`--cleanup` needs ipset in
 # iptables mode) and route_localnet gets the machine's own value back.
 K="$STATE/k8s"

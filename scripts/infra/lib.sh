@@ -9,6 +9,9 @@ STATE="${DETECTOPS_INFRA_DIR:-${DETECTOPS_HOME:-$REPO/.state}/infra}"
 PIDS="$STATE/pids"
 LOGS="$STATE/logs"
 REGISTRY_ADDR="127.0.0.1:5000"
+# Prometheus and Alertmanager (prometheus.sh), on loopback.
+PROMETHEUS_PORT="${DETECTOPS_PROMETHEUS_PORT:-9090}"
+ALERTMANAGER_PORT="${DETECTOPS_ALERTMANAGER_PORT:-9093}"
 DOCKER_SOCK="$STATE/docker.sock"
 export DOCKER_HOST="unix://$DOCKER_SOCK"
 # The k8s binaries' source (prebuilt, xz + SHA256SUMS) and version.

@@ -6,7 +6,7 @@ set -uo pipefail
 rc=0
 printf '%-24s %-8s %s\n' COMPONENT PID STATE
 for name in dockerd registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet \
-            kube-proxy bridge-fwd-6443; do
+            kube-proxy bridge-fwd-6443 kube-pod-sd alertmanager prometheus; do
   if pid_alive "$name"; then
     printf '%-24s %-8s %s\n' "$name" "$(cat "$PIDS/$name.pid")" running
   elif [ -s "$PIDS/$name.pid" ]; then
@@ -28,6 +28,8 @@ if [ -s "$STATE/env.sh" ]; then
   else
     echo "cluster:  not answering ($KUBECONFIG)"
   fi
+  echo
+  "$INFRA_SCRIPTS/prometheus.sh" status || true
   if [ -n "${DETECTOPS_KUBE_EXTERNAL:-}" ]; then rc=0; fi
 else
   echo "not up: no $STATE/env.sh (run scripts/infra/up.sh)"

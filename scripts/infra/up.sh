@@ -3,7 +3,8 @@
 # $DETECTOPS_INFRA_DIR (default $REPO/.state/infra):
 #   Docker engine (unix://$STATE/docker.sock), registry 127.0.0.1:5000, base + pause images,
 #   and a single-node Kubernetes v1.20.2 cluster (apiserver 127.0.0.1:6443) with kube-proxy;
-#   pods reach the apiserver (Service `kubernetes`) and host services at the bridge's 10.244.0.1.
+#   pods reach the apiserver (Service `kubernetes`) and host services at the bridge's 10.244.0.1;
+#   Prometheus 127.0.0.1:9090 and Alertmanager 127.0.0.1:9093 (prometheus.sh).
 # If KUBECONFIG already points at a reachable cluster, that cluster is used instead of ours.
 # Idempotent: running pieces are left alone. Then: `. $STATE/env.sh`. Stop: down.sh.
 set -euo pipefail
@@ -50,6 +51,11 @@ export DETECTOPS_KUBE_EXTERNAL="${external:+1}"
 export DETECTOPS_BRIDGE_IP="$local_bridge_ip"
 export DETECTOPS_POD_CIDR="$local_pod_cidr"
 export DETECTOPS_SERVICE_CIDR="$local_service_cidr"
+# Prometheus (classic UI at /classic/graph) and Alertmanager: scripts/infra/prometheus.sh.
+export DETECTOPS_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
+export DETECTOPS_ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT"
 ENV
 mv "$STATE/env.sh.tmp" "$STATE/env.sh"
+# Once the cluster is up: its pods and the kubelet's cAdvisor are what Prometheus scrapes.
+DETECTOPS_KUBE_EXTERNAL="${external:+1}" "$INFRA_SCRIPTS/prometheus.sh" start
 log "up in $((SECONDS - t0))s. Use it with:  . $STATE/env.sh   Stop it with: $INFRA_SCRIPTS/down.sh"
