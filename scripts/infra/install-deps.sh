@@ -21,6 +21,7 @@ PKGS=(
   gcc libc6-dev                        # the static pause binary for containerd's sandbox image
   util-linux mount
   prometheus prometheus-alertmanager   # Prometheus 2.42 + Alertmanager 0.25 (prometheus.sh runs them, no init system)
+  python3                              # its pod discovery, scripts/infra/monitoring/kube-pod-sd.py (stdlib only)
 )
 # kubectl: keep one that is already on PATH (e.g. Google Cloud SDK's); otherwise Debian's.
 if ! command -v kubectl >/dev/null 2>&1; then
