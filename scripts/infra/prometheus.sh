@@ -156,11 +156,10 @@ port_taken_by_other() {  # NAME PORT
   ! pid_alive "$1" && ss -ltnH "sport = :$2" | grep -q .
 }
 
-# start_or_reload NAME CONFIG URL METRIC_PREFIX CMD... : start NAME, or reload it when its
-# configuration file changed since it last (re)loaded; restart it when CMD changed.
+# start_or_reload NAME CONFIG_FINGERPRINT URL METRIC_PREFIX CMD... : start NAME, or reload it
+# when its configuration files changed since it last (re)loaded; restart it when CMD changed.
 start_or_reload() {
-  local name="$1" config="$2" url="$3" prefix="$4"; shift 4
-  local conf_fp; conf_fp="$(fingerprint "$config" -- )"
+  local name="$1" conf_fp="$2" url="$3" prefix="$4"; shift 4
   restart_if_changed "$name" "$(fingerprint -- "$@")"
   if pid_alive "$name"; then
     if [ "$(cat "$PIDS/$name.config" 2>/dev/null)" != "$conf_fp" ]; then
@@ -197,10 +196,10 @@ start() {
   else
     stop_daemon kube-pod-sd
   fi
-  start_or_reload alertmanager "$AD/alertmanager.yml" "$AM_URL" alertmanager \
+  start_or_reload alertmanager "$(fingerprint "$AD/alertmanager.yml" --)" "$AM_URL" alertmanager \
     /usr/bin/prometheus-alertmanager --config.file="$AD/alertmanager.yml" --storage.path="$AD/data" \
     --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address=
-  start_or_reload prometheus "$PD/prometheus.yml" "$PROM_URL" prometheus \
+  start_or_reload prometheus "$(fingerprint "$PD/prometheus.yml" "$PD"/rules/*.yml --)" "$PROM_URL" prometheus \
     /usr/bin/prometheus --config.file="$PD/prometheus.yml" --storage.tsdb.path="$PD/data" \
     --storage.tsdb.retention.time="$RETENTION" --web.listen-address="127.0.0.1:$PROM_PORT"
   log "Prometheus $PROM_URL (UI $PROM_URL/classic/graph), Alertmanager $AM_URL -> $WEBHOOK_URL"

@@ -3,13 +3,26 @@
 Each app gets its own ``CollectorRegistry``, so several apps in one process (tests, the
 benchmark) never collide. Endpoint labels are route *templates* (``/v1/models/{name}:predict``),
 never raw paths, to keep label cardinality bounded.
+
+The registry also carries the process's own metrics (``process_resident_memory_bytes``,
+``process_cpu_seconds_total``, ``process_open_fds``, ``process_start_time_seconds``, from
+``/proc``) and ``python_info``: Prometheus' restart alert reads ``process_start_time_seconds``
+(include/monitoring/rules/serving.yml).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from detectops.serve.engine import BatchStats
@@ -28,6 +41,8 @@ class ServeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.requests = Counter(
             "detectops_http_requests", "HTTP requests answered, by endpoint, method and status code.",
             ["endpoint", "method", "status"], registry=r)
