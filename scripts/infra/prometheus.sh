@@ -202,6 +202,7 @@ start() {
   start_or_reload prometheus "$(fingerprint "$PD/prometheus.yml" "$PD"/rules/*.yml --)" "$PROM_URL" prometheus \
     /usr/bin/prometheus --config.file="$PD/prometheus.yml" --storage.tsdb.path="$PD/data" \
     --storage.tsdb.retention.time="$RETENTION" --web.listen-address="127.0.0.1:$PROM_PORT"
+  if local_cluster; then check_daemon kube-pod-sd || die "the pod discovery (kube-pod-sd) exited"; fi
   log "Prometheus $PROM_URL (UI $PROM_URL/classic/graph), Alertmanager $AM_URL -> $WEBHOOK_URL"
 }
 
