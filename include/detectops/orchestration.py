@@ -15,6 +15,7 @@ from typing import Any
 MLFLOW_CONN_ID = "mlflow_default"
 REGISTRY_CONN_ID = "detectops_registry"
 KUBERNETES_CONN_ID = "kubernetes_default"
+PROMETHEUS_CONN_ID = "detectops_prometheus"
 
 
 def dag_defaults(owner: str = "detectops") -> dict[str, Any]:
@@ -119,6 +120,13 @@ def registry_settings(conn_id: str = REGISTRY_CONN_ID) -> dict[str, Any]:
         "docker_host": extra.get("docker_host"),
         "base_image": extra.get("base_image"),
     }
+
+
+def prometheus_url(conn_id: str = PROMETHEUS_CONN_ID) -> str:
+    """Prometheus' HTTP API address from the ``detectops_prometheus`` connection (an HTTP connection)."""
+    conn = _connection(conn_id)
+    port = f":{conn.port}" if conn.port else ""
+    return f"{conn.schema or 'http'}://{conn.host}{port}"
 
 
 def kube_config_path(conn_id: str = KUBERNETES_CONN_ID) -> str | None:

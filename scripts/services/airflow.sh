@@ -28,6 +28,11 @@ add_connections() {
   airflow connections add kubernetes_default --conn-type kubernetes \
     --conn-extra "{\"kube_config_path\": \"$kubeconfig\", \"namespace\": \"detectops\", \"xcom_sidecar_container_image\": \"$registry/detectops/base:bookworm\"}" \
     --conn-description "The Kubernetes cluster that runs the deployer pods and the serving Deployment" >/dev/null
+  local prometheus="${DETECTOPS_PROMETHEUS_URL:-http://127.0.0.1:9090}"
+  prometheus="${prometheus#http://}"
+  airflow connections delete detectops_prometheus >/dev/null 2>&1 || true
+  airflow connections add detectops_prometheus --conn-type http --conn-host "${prometheus%%:*}" --conn-port "${prometheus##*:}" \
+    --conn-description "Prometheus' HTTP API: the monitoring DAG reads the live service from it" >/dev/null
   local admin_password
   admin_password="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$AIRFLOW_HOME/passwords.json")"
   airflow connections delete detectops_airflow_api >/dev/null 2>&1 || true

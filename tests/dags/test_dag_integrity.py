@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 HEAVY_MODULES = ("tensorflow", "great_expectations", "mlflow", "keras", "pycocotools", "docker")
-EXPECTED_DAGS = {"detectops_level0_manual", "detectops_level1_training", "detectops_rollback"}
+EXPECTED_DAGS = {"detectops_level0_manual", "detectops_level1_training", "detectops_rollback", "detectops_monitoring"}
 
 PARSE_PROBE = r"""
 import json, sys, time
@@ -42,7 +42,7 @@ for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "tags": sorted(dag.tags or []),
         "doc_md": dag.doc_md or "",
-        "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries, "operator": type(t).__name__,
+        "tasks": {t.task_id: {"outlets": sorted(getattr(o, "uri", str(o)) for o in (t.outlets or [])), "owner": t.owner, "retries": t.retries, "operator": type(t).__name__,
                               "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule), "setup": t.is_setup, "teardown": t.is_teardown,
                               "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks},
         "schedule": type(dag.timetable).__name__,
@@ -140,3 +140,17 @@ def test_level1_trains_in_a_pod_gates_then_deploys_through_the_shared_group(pars
     # one deployment path: the group's pod is the only other pod operator
     pods = {t for t, v in tasks.items() if v["operator"] == "KubernetesPodOperator"}
     assert pods == {"train", "deploy.deploy"}
+
+
+def test_monitoring_runs_on_a_schedule_per_served_model_and_emits_the_drift_asset(parsed):
+    dag = parsed["dags"]["detectops_monitoring"]
+    assert dag["schedule"] == "CronTriggerTimetable"
+    tasks = dag["tasks"]
+    assert set(tasks) == {"find_targets", "monitor.collect", "monitor.judge", "monitor.live_figures",
+                          "monitor.report", "monitor.emit_drift"}
+    assert tasks["monitor.collect"]["upstream"] == ["find_targets"]  # one mapped group per served model
+    assert set(tasks["monitor.report"]["upstream"]) == {"find_targets", "monitor.collect", "monitor.judge",
+                                                        "monitor.live_figures"}
+    # Only the event task produces the Asset level 1 listens to.
+    assert tasks["monitor.emit_drift"]["outlets"] == ["detectops://monitoring/drift-detected"]
+    assert [t for t, v in tasks.items() if v["outlets"]] == ["monitor.emit_drift"]

@@ -137,6 +137,8 @@ def infra_connections() -> dict[str, str]:
             "conn_type": "kubernetes",
             "extra": {"kube_config_path": infra["KUBECONFIG"], "namespace": "detectops",
                       "xcom_sidecar_container_image": infra["DETECTOPS_BASE_IMAGE"]}}),
+        # Started by scripts/infra/up.sh (scripts/infra/prometheus.sh).
+        "detectops_prometheus": infra.get("DETECTOPS_PROMETHEUS_URL") or "http://127.0.0.1:9090",
     }
 
 

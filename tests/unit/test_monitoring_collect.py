@@ -53,3 +53,24 @@ def test_hour_partitions():
     assert hour_of("2026-11-26T15:59:59.999+00:00") == "2026-11-26T15"
     assert hours_between(T0 + timedelta(minutes=50), T0 + timedelta(minutes=70)) == ["2026-11-26T15", "2026-11-26T16"]
     assert hours_between(T0, T0 + timedelta(hours=1)) == ["2026-11-26T15"]
+
+
+def test_cooldown_one_alert_per_served_version_until_new_data_lands():
+    from detectops.monitoring.steps import should_alert
+
+    assert should_alert(None, None)[0] is True
+    alert = {"at": "2026-11-26T15:30:00+00:00"}
+    held, why = should_alert(alert, None)
+    assert held is False and "cooldown" in why and "land labelled data" in why
+    assert should_alert(alert, "2026-11-26T15:29:59.999Z")[0] is False  # landed before the alert
+    assert should_alert(alert, "2026-11-26T15:30:01.5Z")[0] is True     # new data since: alert again
+
+
+def test_window_and_its_key():
+    from detectops.monitoring.steps import window, window_key
+
+    start, end = window("2026-11-26T15:15:00+00:00", 15)
+    assert start.isoformat() == "2026-11-26T15:00:00+00:00"
+    target = {"model_name": "m", "model_version": "2", "namespace": "ns"}
+    assert window_key(target, start, end) == window_key(dict(target), start, end)
+    assert window_key({**target, "model_version": "3"}, start, end) != window_key(target, start, end)
