@@ -89,3 +89,14 @@ def test_param_defaults_can_be_overridden_per_environment(monkeypatch):
     monkeypatch.setenv(level1_params_mod.DEFAULTS_ENV, json.dumps({"min_apx": 0.01}))
     with pytest.raises(ValueError, match="min_apx"):
         level1_params_mod.level1_params(Param)
+
+
+def test_a_drift_event_without_new_data_asks_for_labelled_data_naming_the_features():
+    collected = steps.collect_batches(
+        [{"extra": {"model": PARAMS["model_name"], "model_version": "4", "drift_share": 0.5,
+                    "drifted_features": ["images.brightness_mean", "detections.box_size"], "monitoring_run_id": "r1"}}],
+        PARAMS, tracking_uri="http://127.0.0.1:9")  # no location: nothing to fetch
+    assert collected["batches"] == [] and collected["drift"][0]["model_version"] == "4"
+    outcome, note = steps.run_note(PARAMS, collected=collected, version={"retrain": False, "why": "unchanged"})
+    assert outcome == "nothing to retrain"
+    assert "new labelled data is needed" in note and "images.brightness_mean" in note and "detections.box_size" in note

@@ -66,12 +66,16 @@ def collect_batches(events: list[dict[str, Any]], params: dict[str, Any], *, tra
     batches = landing.collect_batches(mine, landing_dir=settings.landing_dir(), allow_roots=landing.allowed_roots(),
                                       tracking_uri=tracking_uri)
     reasons = sorted({str((e.get("extra") or {}).get("reason", "")) for e in mine if (e.get("extra") or {}).get("reason")})
+    # Drift events (the monitoring DAG) carry evidence, not data: the note names it.
+    drift = [{k: e["extra"].get(k) for k in ("model_version", "drifted_features", "drift_share", "monitoring_run_id")}
+             for e in mine if (e.get("extra") or {}).get("drifted_features") is not None]
     return {
         "model": model,
         "batches": [b.to_dict() for b in batches],
         "events": len(events),
         "ignored_events": ignored,
         "triggers": reasons,
+        "drift": drift,
     }
 
 
@@ -482,6 +486,9 @@ def run_note(params: dict[str, Any], *, collected=None, validated=None, version=
     lines = []
     if collected:
         lines.append(f"- batches: {len(collected.get('batches', []))} from {collected.get('events', 0)} event(s)")
+        for d in collected.get("drift") or []:
+            lines.append(f"- drift detected on v{d.get('model_version')} (share {d.get('drift_share')}): "
+                         f"{', '.join(d.get('drifted_features') or [])} (monitoring run {d.get('monitoring_run_id')})")
     if validated:
         for r in validated.get("refused", []):
             lines.append(f"- refused batch `{r.get('name')}`: {r.get('reason')}")
@@ -498,6 +505,10 @@ def run_note(params: dict[str, Any], *, collected=None, validated=None, version=
                      + f" (MLflow run {evaluation.get('run_id')})")
     if version and not version.get("retrain"):
         outcome = "nothing to retrain"
+        if collected and collected.get("drift"):
+            features = sorted({f for d in collected["drift"] for f in d.get("drifted_features") or []})
+            lines.append(f"- new labelled data is needed: traffic drifted ({', '.join(features)}) but no batch has "
+                         "landed since the champion was trained; land labelled images of the new domain")
     elif verdict and not verdict.get("passed"):
         outcome = "not promoted"
         lines.append(f"- gate: {', '.join(verdict.get('reasons', []))}")
