@@ -110,13 +110,16 @@ def test_level0_deploys_through_the_shared_deploy_group(parsed):
     """One deployment path (detectops.dagkit.deploy_group): lock, pod deploy, smoke, then promote or reject."""
     tasks = parsed["dags"]["detectops_level0_manual"]["tasks"]
     group = {t: v for t, v in tasks.items() if t.startswith("deploy.")}
-    assert set(group) == {"deploy.prepare", "deploy.acquire_lock", "deploy.deploy", "deploy.smoke_test",
+    assert set(group) == {"deploy.prepare", "deploy.acquire_lock", "deploy.ship_logs", "deploy.deploy", "deploy.smoke_test",
                           "deploy.promote", "deploy.reject", "deploy.release_lock"}
     assert group["deploy.deploy"]["operator"] == "KubernetesPodOperator"
     assert group["deploy.acquire_lock"]["setup"] and group["deploy.release_lock"]["teardown"]
     assert group["deploy.reject"]["trigger_rule"] == "one_failed"
     assert "deploy.smoke_test" in group["deploy.promote"]["upstream"]
     assert group["deploy.prepare"]["upstream"] == ["deploy_spec"]
+    # The pods about to be replaced ship their prediction log first, under the model's lock.
+    assert "deploy.acquire_lock" in group["deploy.ship_logs"]["upstream"]
+    assert "deploy.ship_logs" in group["deploy.deploy"]["upstream"]
     # no other deployment path beside the group's
     assert not [t for t, v in tasks.items() if v["operator"] == "KubernetesPodOperator" and not t.startswith("deploy.")]
 

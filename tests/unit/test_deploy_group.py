@@ -42,10 +42,12 @@ def _ids(tasks) -> set[str]:
 def test_the_group_deploys_after_the_lock_and_promotes_only_after_the_smoke_test() -> None:
     d = _build()
     t = {task.task_id: task for task in d.tasks}
-    assert set(t) == {"spec", "deploy.prepare", "deploy.acquire_lock", "deploy.deploy", "deploy.smoke_test",
-                      "deploy.promote", "deploy.reject", "deploy.release_lock"}
+    assert set(t) == {"spec", "deploy.prepare", "deploy.acquire_lock", "deploy.ship_logs", "deploy.deploy",
+                      "deploy.smoke_test", "deploy.promote", "deploy.reject", "deploy.release_lock"}
     assert _ids(t["deploy.acquire_lock"].upstream_list) == {"deploy.prepare"}
-    assert _ids(t["deploy.deploy"].upstream_list) == {"deploy.acquire_lock"}
+    # the pods to be replaced ship their prediction log first, once the lock is held
+    assert _ids(t["deploy.ship_logs"].upstream_list) == {"deploy.prepare", "deploy.acquire_lock"}
+    assert _ids(t["deploy.deploy"].upstream_list) == {"deploy.ship_logs"}
     assert "deploy.deploy" in _ids(t["deploy.smoke_test"].upstream_list)
     assert "deploy.smoke_test" in _ids(t["deploy.promote"].upstream_list)
     # the lock is a setup; its release a teardown that runs whatever happened, after promote/reject

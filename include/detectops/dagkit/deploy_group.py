@@ -62,26 +62,28 @@ def deploy_group(
        (``detectops.deploy.lock``), so that deploys and alias moves of one registered model never
        overlap, whichever DAG or person starts them. A reschedule-mode sensor: it waits up to
        ``lock_wait_s`` without holding a worker slot.
-    3. ``deploy`` — a KubernetesPodOperator pod of the spec's own image running
+    3. ``ship_logs`` — the prediction log of the pods about to be replaced goes into the
+       prediction store (``detectops.monitoring``) before the rollout removes them.
+    4. ``deploy`` — a KubernetesPodOperator pod of the spec's own image running
        ``detectops deploy --spec JSON --record-rollback`` as ``detectops-deployer``: apply the
        Deployment and NodePort Service, wait for the rollout, smoke-test through the Service's
        ClusterIP from inside the cluster, roll back on failure. A rollback is reported as the
        pod's result (not a pod failure), so Airflow does not retry a deterministic failure; a
        pod that fails (evicted, API unreachable) is retried.
-    4. ``smoke_test`` — from the host through the Service's NodePort on ``node_host``
+    5. ``smoke_test`` — from the host through the Service's NodePort on ``node_host``
        (loopback): a real photo, the TF-Serving contract and the expected detections. Fails at
        once if the deployer rolled back. Pushes the reason as XCom ``verdict`` when it fails.
-    5. ``promote`` (only if ``promote_alias`` is not None) — after the smoke test passed:
+    6. ``promote`` (only if ``promote_alias`` is not None) — after the smoke test passed:
        ``detectops.registry.promote`` moves ``promote_alias`` to the version and the old one to
        ``previous_alias``. ``promote_alias`` may be a template (``"{{ params.alias }}"``);
        rendered empty, nothing is moved.
-    6. ``reject`` — trigger rule ``one_failed`` on deploy/smoke_test: if there is a verdict on
+    7. ``reject`` — trigger rule ``one_failed`` on deploy/smoke_test: if there is a verdict on
        the version (rolled back, or failed the smoke test), puts the cluster back on the revision
        the deploy replaced when the new one still serves, and records the reason with
        ``detectops.registry.reject(..., stage=reject_stage)``. The alias is never touched. Without
        a verdict (the pod or the cluster failed, not the version) it skips: the version is not
        blamed for the infrastructure.
-    7. ``release_lock`` — *teardown* of ``acquire_lock``: runs whatever happened (once the lock
+    8. ``release_lock`` — *teardown* of ``acquire_lock``: runs whatever happened (once the lock
        was taken) and releases only this run's Lease.
 
     Why a promotion failure does not reject: the version deployed and passed; the alias move is
@@ -124,9 +126,22 @@ def deploy_group(
             print(f"holding the deploy lock of {spec['model_name']!r} (Lease {state.lease})")
             return True
 
+        @task
+        @fail_fast_unless_transient
+        def ship_logs(spec: dict, **context) -> dict:
+            """The prediction log of the pods this deploy will replace, into the prediction store first."""
+            from detectops.deploy.kube import connect
+            from detectops.monitoring.collect import ship_before_removal
+            from detectops.orchestration import kube_config_path, mlflow_tracking_uri
+
+            return ship_before_removal(connect(kube_config_path(kubernetes_conn_id)), spec,
+                                       tracking_uri=mlflow_tracking_uri(mlflow_conn_id), holder=_holder(context))
+
         prepared = prepare(spec)
         spec_of = f"ti.xcom_pull(task_ids='{prepared.operator.task_id}')"
         locked = acquire_lock(prepared)
+        shipped = ship_logs(prepared)
+        locked >> shipped
 
         deploy = KubernetesPodOperator(
             task_id="deploy",
@@ -163,7 +178,7 @@ def deploy_group(
                 raise
 
         smoked = smoke_test(prepared, deploy.output)
-        locked >> deploy
+        shipped >> deploy
 
         promoted = None
         if promote_alias is not None:

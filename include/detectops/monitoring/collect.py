@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 #: Fields every prediction record has (``serve.processing._record``).
@@ -125,9 +125,26 @@ def collect_from_cluster(core: Any, namespace: str, deployment: str, *, start: d
     return out
 
 
-def collect_pods_before_removal(core: Any, namespace: str, deployment: str, *, since: datetime,
-                                store: Any) -> int:
-    """What the deploy path calls before it replaces or removes pods: their records since ``since``
-    go into ``store`` (a :class:`~detectops.monitoring.store.PredictionStore`). Returns how many were new."""
-    collected = collect_from_cluster(core, namespace, deployment, start=since, end=datetime.now(timezone.utc))
-    return store.append(collected.sorted_records())
+#: How far back the deploy path reads a pod's log before replacing it: everything the kubelet
+#: still has (records stored already are skipped by the store).
+SHIP_LOOKBACK = timedelta(hours=24)
+
+
+def ship_before_removal(kube: Any, spec: dict[str, Any], *, tracking_uri: str, holder: str) -> dict[str, Any]:
+    """Store the records of the Deployment's current pods before a rollout or removal replaces them.
+
+    ``spec``: a ``DeploySpec`` dict (namespace, deployment, model name). A first deploy has no pods.
+    """
+    from detectops.monitoring.store import PredictionStore, store_lock
+
+    now = datetime.now(timezone.utc)
+    collected = collect_from_cluster(kube.core, spec["namespace"], spec["deployment"], start=now - SHIP_LOOKBACK,
+                                     end=now + timedelta(seconds=1), now=now)
+    new = 0
+    if collected.records:
+        with store_lock(kube, spec["model_name"], holder):
+            new = PredictionStore(spec["model_name"], tracking_uri=tracking_uri).append(collected.sorted_records())
+    print(f"shipped the prediction log of {len(collected.sources)} container(s) of {spec['namespace']}/"
+          f"{spec['deployment']}: {len(collected.records)} records, {new} new to the store")
+    return {"records": len(collected.records), "new": new, "malformed": collected.malformed,
+            "sources": collected.sources}
