@@ -15,7 +15,14 @@ differs from what users run. The scenarios build on each other, in order:
 3. a candidate that must be worse (one training step from scratch) is registered, rejected with
    its reasons; the champion and production are unchanged;
 4. the cron schedule fires, finds no new data and says so;
-5. a person rolls back through the REST API: ``champion`` returns to ``previous`` and that
+5. monitoring: traffic of another domain (brighter, noisier, other image size, smaller
+   objects) is sent through the Service's NodePort; a ``detectops_monitoring`` run collects the
+   pods' prediction log, finds drift against the champion's reference, reports to MLflow and
+   emits the drift Asset; level 1 starts from that event and, with no new labelled data, says
+   that it needs some, naming the features; a second monitoring run is held by the cooldown;
+6. traffic drawn from the training distribution gives no drift verdict; the false-alarm rate
+   over repeated windows of the stored records is printed;
+7. a person rolls back through the REST API: ``champion`` returns to ``previous`` and that
    version's image serves.
 """
 
@@ -35,6 +42,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAG_ID = "detectops_level1_training"
 ROLLBACK_DAG_ID = "detectops_rollback"
+MONITORING_DAG_ID = "detectops_monitoring"
+#: Monitoring in the test: a 10-minute window, a verdict from 60 images on (the tests send 80-120).
+MONITORING_CONF = {"window_minutes": 10, "models": [MODEL], "min_samples": 60}
 MODEL = LEVEL1_TEST_DEFAULTS["model_name"]
 NAMESPACE = LEVEL1_TEST_DEFAULTS["namespace"]
 DEPLOYMENT = LEVEL1_TEST_DEFAULTS["deployment"]
@@ -120,8 +130,9 @@ class Level1:
         print(f"run {run.dag_run_id}: {total:.0f} s from queued to the last task, {busy:.0f} s inside tasks; by task: "
               + ", ".join(f"{t.task_id} {(t.end_date - t.start_date).total_seconds():.0f}s" for t in tis))
 
-    def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID):
-        entry = self.xcoms.get_xcom_entry(dag_id, task_id, run_id, "return_value", deserialize=True, stringify=False)
+    def xcom(self, run_id: str, task_id: str, dag_id: str = DAG_ID, map_index: int = -1):
+        entry = self.xcoms.get_xcom_entry(dag_id, task_id, run_id, "return_value", map_index=map_index,
+                                          deserialize=True, stringify=False)
         return entry.actual_instance.value  # oneOf(native, string): native with stringify=False
 
     def log(self, run_id: str, task_id: str, try_number: int = 1, dag_id: str = DAG_ID) -> str:
@@ -183,6 +194,21 @@ def _smoke_through_nodeport(kube) -> dict:
     n, labels, latency, checks = check_target(UrlTarget(f"http://127.0.0.1:{node_port}"), photo.read_bytes(),
                                               model_name="detector", min_detections=0, expect_label=None)
     return {"node_port": node_port, "checks": checks, "latency_ms": latency}
+
+
+def _send_stream(kube, batch_dir: Path, per_request: int = 4) -> int:
+    """Every image of ``batch_dir`` to ``:predict`` through the Service's NodePort on loopback."""
+    import base64
+
+    svc = kube.core.read_namespaced_service(DEPLOYMENT, NAMESPACE)
+    url = f"http://127.0.0.1:{svc.spec.ports[0].node_port}/v1/models/detector:predict"
+    images = sorted((batch_dir / "images").iterdir())
+    with httpx.Client(timeout=60) as client:
+        for i in range(0, len(images), per_request):
+            body = {"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in images[i:i + per_request]]}
+            r = client.post(url, json=body)
+            assert r.status_code == 200, r.text[:500]
+    return len(images)
 
 
 def _batch(tmp: Path, name: str, *, seed: int, num_images: int, **knobs) -> Path:
@@ -429,7 +455,96 @@ def test_4_the_cron_schedule_finds_no_new_data_and_says_so(level1: Level1, state
     assert level1.states(run.dag_run_id)["train"] == "skipped"
 
 
-def test_5_a_person_rolls_back_through_the_rest_api(level1: Level1, state):
+def _monitoring_run(level1: Level1, conf: dict) -> tuple[str, dict, dict]:
+    """Trigger a monitoring run for the e2e model; ``(run id, judge XCom, collect XCom)``."""
+    run_id = level1.trigger({**MONITORING_CONF, **conf}, dag_id=MONITORING_DAG_ID)
+    done = level1.wait_done(run_id, dag_id=MONITORING_DAG_ID, timeout=600)
+    level1.assert_success(done, run_id, dag_id=MONITORING_DAG_ID)
+    level1.print_timings(done, dag_id=MONITORING_DAG_ID)
+    return (run_id, level1.xcom(run_id, "monitor.judge", dag_id=MONITORING_DAG_ID, map_index=0),
+            level1.xcom(run_id, "monitor.collect", dag_id=MONITORING_DAG_ID, map_index=0))
+
+
+def test_5_drifted_traffic_is_detected_reported_and_level1_asks_for_labelled_data(level1: Level1, tmp_path_factory, state):
+    champion = _alias_version(_mlflow(level1.mlflow_uri), "champion")
+    level1.wait_parsed(MONITORING_DAG_ID)
+    before = level1.run_ids(MONITORING_DAG_ID)
+    level1.dags.patch_dag(MONITORING_DAG_ID, level1.af.DAGPatchBody(is_paused=False))
+    # Unpausing runs the latest cron tick at once; it must finish before the traffic is sent.
+    first = level1.wait_new_run(before, dag_id=MONITORING_DAG_ID, run_type="scheduled", timeout=120)
+    level1.wait_done(first.dag_run_id, dag_id=MONITORING_DAG_ID, timeout=600)
+
+    tmp = tmp_path_factory.mktemp("traffic")
+    other_domain = _batch(tmp, "other-domain", seed=41, num_images=100, image_size=(400, 200), brightness=1.5,
+                          noise=0.12, object_size=(0.05, 0.12))
+    sent = _send_stream(level1.kube, other_domain)
+    before_l1 = level1.run_ids()
+    run_id, drift, collected = _monitoring_run(level1, {})
+    print(f"monitoring: {collected['records']} records collected ({collected['malformed']} malformed); "
+          f"verdict {drift['verdict']}: {drift['reason']}")
+    assert collected["records"] >= sent and collected["malformed"] == 0
+    assert drift["verdict"] == "drift", drift
+    assert {"images.width", "images.brightness_mean"} <= set(drift["drifted_features"]), drift["drifted_features"]
+    event = level1.xcom(run_id, "monitor.emit_drift", dag_id=MONITORING_DAG_ID, map_index=0)
+    assert event["model"] == MODEL and event["model_version"] == champion and event["drifted_features"]
+
+    # The report in MLflow: per-feature drift, the verdict, Evidently's HTML and Prometheus's figures.
+    mlflow = _mlflow(level1.mlflow_uri)
+    report = mlflow.get_run(level1.xcom(run_id, "monitor.report", dag_id=MONITORING_DAG_ID, map_index=0))
+    assert report.data.tags["verdict"] == "drift" and report.data.tags["model_version"] == champion
+    assert report.data.metrics["drifted/images.width"] == 1.0
+    assert report.data.metrics["live/request_rate"] > 0, report.data.metrics
+    html = {f.path for f in mlflow.list_artifacts(report.info.run_id, "drift_reports")}
+    assert "drift_reports/drift_images.html" in html, html
+
+    # Level 1 starts from the drift event; the champion was trained on every batch, so it asks for data.
+    l1 = level1.wait_new_run(before_l1, run_type="asset_triggered", timeout=240)
+    done = level1.wait_done(l1.dag_run_id)
+    level1.assert_success(done, l1.dag_run_id)
+    note = level1.note(l1.dag_run_id)
+    print(f"level 1 after the drift event: {note}")
+    assert "nothing to retrain" in note and "new labelled data is needed" in note and "images.width" in note
+    assert _alias_version(mlflow, "champion") == champion
+
+    # The cooldown: the same drift on the same version is not reported again until data lands.
+    again, drift2, _ = _monitoring_run(level1, {})
+    assert drift2["verdict"] == "drift"
+    assert level1.states(again, MONITORING_DAG_ID)["monitor.emit_drift"] == "skipped"
+    state.update(drift_run=run_id)
+
+
+def test_6_traffic_from_the_training_distribution_is_not_drift(level1: Level1, tmp_path_factory, state):
+    from datetime import datetime, timedelta, timezone
+
+    from detectops.monitoring.drift import DriftPolicy, compute_drift
+    from detectops.monitoring.reference import load_reference
+    from detectops.monitoring.store import PredictionStore
+
+    tmp = tmp_path_factory.mktemp("traffic-in")
+    # The champion's data: scenario 1's batch (240) and scenario 2's darker one (160), in proportion.
+    usual = _batch(tmp, "usual", seed=51, num_images=72)
+    darker = _batch(tmp, "darker", seed=52, num_images=48, brightness=0.55, noise=0.08, object_size=(0.08, 0.25))
+    time.sleep(61)  # a window of its own: the drifted stream of scenario 5 ends before it
+    started = datetime.now(timezone.utc)
+    sent = _send_stream(level1.kube, usual) + _send_stream(level1.kube, darker)
+    _, drift, collected = _monitoring_run(level1, {"window_minutes": 1.5})
+    print(f"training-distribution traffic: {collected['records']} records, verdict {drift['verdict']}: {drift['reason']}")
+    assert drift["images"] >= sent and drift["verdict"] == "no_drift", drift
+
+    # The false-alarm rate over repeated windows of those records (each window: min_samples images).
+    champion = _alias_version(_mlflow(level1.mlflow_uri), "champion")
+    records = PredictionStore(MODEL, tracking_uri=level1.mlflow_uri).read(started, datetime.now(timezone.utc) + timedelta(seconds=1))
+    records = records[records["model_version"].astype(str) == champion].sample(frac=1.0, random_state=0)
+    reference = load_reference(MODEL, champion, tracking_uri=level1.mlflow_uri)
+    policy = DriftPolicy(min_samples=MONITORING_CONF["min_samples"])
+    size = MONITORING_CONF["min_samples"]
+    windows = [records.iloc[i:i + size] for i in range(0, len(records) - size + 1, size // 2)]  # half-overlapping
+    alarms = [compute_drift(reference, w, policy).verdict == "drift" for w in windows]
+    print(f"false alarms: {sum(alarms)} of {len(alarms)} windows of {size} images from the training distribution")
+    assert len(windows) >= 3 and sum(alarms) <= len(alarms) // 3
+
+
+def test_7_a_person_rolls_back_through_the_rest_api(level1: Level1, state):
     mlflow = _mlflow(level1.mlflow_uri)
     if _alias_version(mlflow, "previous") is None:
         pytest.fail(f"no 'previous' to roll back to: scenario 2's candidate was not promoted ({state})")
