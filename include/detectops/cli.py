@@ -9,6 +9,7 @@
     detectops serve --model-dir DIR [--host 0.0.0.0 --port 8080]
     detectops build --model-dir DIR --model-version 3 --registry 127.0.0.1:5000
     detectops promote MODEL VERSION | detectops rollback MODEL [--reason TEXT]
+    detectops predict-batch DIR_OR_RUNS_URI --model DIR_OR_MODELS_URI [--tracking-uri URI] [--output DIR]
     detectops deploy --spec '{"model_name": ..., "model_version": ..., "image": "repo@sha256:..."}' [--xcom-file F]
 
 Each subcommand prints its result as JSON on stdout (logs go to stderr), and exits 2 with
@@ -135,6 +136,21 @@ def cmd_train(args: argparse.Namespace) -> Any:
     return run_from_args(args)
 
 
+def cmd_predict_batch(args: argparse.Namespace) -> Any:
+    from detectops.batch import predict_batch
+
+    if not args.model:
+        raise DetectOpsError("detectops predict-batch needs --model (a SavedModel directory or models:/<name>@<alias>) "
+                             "or DETECTOPS_MODEL_DIR.")
+    result = predict_batch(args.input, args.model, tracking_uri=args.tracking_uri, output_dir=args.output,
+                           min_score=args.min_score, model_name=args.model_name, model_version=args.model_version)
+    if args.xcom_file:
+        # KubernetesPodOperator's sidecar reads the task's XCom from this file.
+        Path(args.xcom_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.xcom_file).write_text(json.dumps(result, default=str))
+    return result
+
+
 def cmd_promote(args: argparse.Namespace) -> Any:
     from detectops import registry
 
@@ -223,6 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=None, help="SavedModel directory (default $DETECTOPS_MODEL_DIR)")
     p.add_argument("--host", default=os.environ.get("DETECTOPS_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("DETECTOPS_PORT", "8080")))
+
+    p = add("predict-batch", cmd_predict_batch, "Score a directory (or stored batch) of images the way the service "
+            "answers; write COCO results, a summary and a contact sheet; log them to MLflow.")
+    p.add_argument("input", help="a directory of images, or runs:/<run id>/batch in MLflow's artifact store")
+    p.add_argument("--model", default=os.environ.get("DETECTOPS_MODEL_DIR"),
+                   help="SavedModel directory or models:/<name>@<alias> (default $DETECTOPS_MODEL_DIR)")
+    p.add_argument("--tracking-uri", "--mlflow", dest="tracking_uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                   help="MLflow: stored inputs, models:/ and where the run is logged (default $MLFLOW_TRACKING_URI)")
+    p.add_argument("--output", type=Path, default=None, help="directory for the output files (default under the work dir)")
+    p.add_argument("--min-score", type=float, default=None, help="detections counted from this score (default $DETECTOPS_MIN_SCORE, 0.3)")
+    p.add_argument("--model-name", default=None, help="the registered model it is")
+    p.add_argument("--model-version", default=os.environ.get("DETECTOPS_MODEL_VERSION"), help="the registered version it is")
+    p.add_argument("--xcom-file", default=None, help="also write the result here (KubernetesPodOperator XCom)")
 
     p = add("promote", cmd_promote, "Point champion at a version that serves; the old champion keeps 'previous'.")
     p.add_argument("model", help="registered model name")

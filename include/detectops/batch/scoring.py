@@ -1,0 +1,231 @@
+"""Score a batch of images with a detector the way the serving app answers requests.
+
+Per file: ``decode_image`` with the service's limits and the model's input size (the same call
+``/detect`` and ``:predict`` make), ``Detector.predict`` on the decoded pixels (what the
+service's inference engine runs), then the service's own answer builders: the ``:predict``
+prediction (``detection_boxes`` ...) and the ``/detect`` rows above ``min_score``. Decoding runs
+on a prefetch thread while the model runs (PIL and TensorFlow release the GIL), so the loop
+runs at about the model's own speed.
+
+A file that does not decode (not an image, truncated, too large) becomes an ``ImageFailure``
+with the service's error code and message; the rest is scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Images kept (as thumbnails) for the contact sheet.
+CONTACT_SHEET_IMAGES = 12
+THUMBNAIL = 360
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """A file that could not be scored: the service's error ``code`` and a message saying why."""
+
+    image_id: int
+    file_name: str
+    code: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ScoredImage:
+    """One scored image: the ``:predict`` prediction (raw contract outputs) and the ``/detect`` rows."""
+
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+    format: str
+    prediction: dict[str, Any]
+    detections: list[dict[str, Any]]
+    coco: list[dict[str, Any]]  # COCO results (pixel [x, y, w, h] of the file's own size), every detection
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "coco"}
+
+
+@dataclass
+class BatchScore:
+    """What one pass over a batch produced (see ``score_images``)."""
+
+    min_score: float
+    label_map: dict[int, str]
+    images: list[ScoredImage] = field(default_factory=list)
+    failures: list[ImageFailure] = field(default_factory=list)
+    samples: list[tuple[np.ndarray, list[dict[str, Any]]]] = field(default_factory=list)  # thumbnails + COCO boxes
+    wall_s: float = 0.0
+    model_s: float = 0.0
+
+    @property
+    def num_files(self) -> int:
+        return len(self.images) + len(self.failures)
+
+
+def _thumbnail(pixels: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(pixels)
+    im.thumbnail((THUMBNAIL, THUMBNAIL))
+    return np.asarray(im)
+
+
+def _sample_ids(files: Sequence[tuple[int, str, Path]], count: int) -> set[int]:
+    """Ids of ``count`` files spread evenly over the batch (deterministic)."""
+    if not files:
+        return set()
+    picks = np.linspace(0, len(files) - 1, num=min(count, len(files))).round().astype(int)
+    return {int(files[i][0]) for i in picks}
+
+
+def score_images(
+    detector: Any,
+    files: Sequence[tuple[int, str, Path]],
+    settings: Any,
+    *,
+    min_score: float | None = None,
+    prefetch_depth: int = 4,
+    samples: int = CONTACT_SHEET_IMAGES,
+    on_image: Callable[[int], None] | None = None,
+) -> BatchScore:
+    """Score ``files`` (``(image id, file name, path)``) with ``detector`` under the service's ``settings``.
+
+    ``settings``: a ``detectops.serve.ServeSettings`` (image limits, default ``min_score``).
+    ``detector``: a ``detectops.models.Detector`` (or anything with ``predict``, ``label_map``
+    and ``input_size``).
+    """
+    from detectops.evaluate.runner import prefetch, to_coco_results
+    from detectops.serve.errors import RequestError
+    from detectops.serve.imageio import decode_image
+    from detectops.serve.processing import _labelled as detect_rows
+    from detectops.serve.processing import _raw_prediction as predict_output
+
+    min_score = float(settings.min_score if min_score is None else min_score)
+    label_map = {int(k): str(v) for k, v in (getattr(detector, "label_map", None) or {}).items()}
+    target_size = getattr(detector, "input_size", None)
+    keep = _sample_ids(files, samples)
+    out = BatchScore(min_score=min_score, label_map=label_map)
+
+    def load(item: tuple[int, str, Path]) -> Any:
+        try:
+            data = Path(item[2]).read_bytes()
+        except OSError as exc:
+            return ImageFailure(int(item[0]), item[1], "unreadable_file", f"the file could not be read ({exc})")
+        try:
+            return decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                                target_size=target_size)
+        except RequestError as exc:
+            return ImageFailure(int(item[0]), item[1], exc.code, exc.message)
+
+    clock = time.perf_counter
+    started = clock()
+    for (image_id, name, _path), img in prefetch(files, load, depth=prefetch_depth):
+        if isinstance(img, ImageFailure):
+            log.warning("%s: %s (%s)", name, img.reason, img.code)
+            out.failures.append(img)
+            continue
+        t0 = clock()
+        d = detector.predict(img.pixels)
+        out.model_s += clock() - t0
+        out.images.append(ScoredImage(
+            image_id=int(image_id), file_name=name, width=img.width, height=img.height, format=img.format,
+            prediction=predict_output(d), detections=detect_rows(d, img, min_score, label_map),
+            coco=to_coco_results(image_id, d, width=img.width, height=img.height)))
+        if image_id in keep:
+            thumb = _thumbnail(img.pixels)
+            out.samples.append((thumb, to_coco_results(image_id, d, width=thumb.shape[1], height=thumb.shape[0])))
+        if on_image is not None:
+            on_image(len(out.images) + len(out.failures))
+    out.wall_s = clock() - started
+    return out
+
+
+# --------------------------------------------------------------------------- the whole job
+def run_key(model: dict[str, Any], input_sha256: str, min_score: float) -> str:
+    """The idempotency key of one scoring: the model version (and its content), the input's content, the threshold."""
+    source = {"model_name": model.get("registered_name"), "model_version": model.get("registered_version"),
+              "model_sha256": model.get("sha256"), "input_sha256": input_sha256, "min_score": round(float(min_score), 6)}
+    return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _model_info(model: str, *, tracking_uri: str | None, name: str | None, version: str | None) -> dict[str, Any]:
+    from detectops.models import fetch_model
+
+    ref = fetch_model(str(model), tracking_uri=tracking_uri).to_dict()
+    registry = str(model).startswith("models:/")  # fetch_model resolved the registered name and version
+    ref["registered_name"] = name or (ref["name"] if registry else None)
+    version = version if version is not None else (ref["version"] if registry else None)
+    ref["registered_version"] = str(version) if version is not None else None
+    return ref
+
+
+def predict_batch(
+    input_location: str | Path,
+    model: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    output_dir: str | Path | None = None,
+    min_score: float | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    experiment: str | None = None,
+    settings: Any = None,
+    tags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score every image of ``input_location`` with ``model``; write the outputs; log them to MLflow.
+
+    ``input_location``: a directory, or a ``runs:/<id>/batch`` URI of the data store.
+    ``model``: anything ``detectops.models.fetch_model`` takes (a SavedModel directory, ``models:/...``).
+    ``model_name`` / ``model_version``: the registered version it is (tags, and part of the run key).
+    ``tracking_uri``: log to MLflow (experiment ``detectops-batch-inference``); with an existing
+    finished run of the same key nothing is scored again and that run is returned (``reused``).
+    Without it, only the files in ``output_dir`` are written.
+
+    Returns a small, JSON-able summary (what the DAG's XCom carries): the run, counts, failures.
+    """
+    from detectops import settings as paths
+    from detectops.batch import inputs, report
+    from detectops.serve.config import ServeSettings
+
+    serve = settings or ServeSettings.from_env()
+    threshold = float(serve.min_score if min_score is None else min_score)
+    batch = inputs.resolve(input_location, tracking_uri=tracking_uri)
+    info = _model_info(model, tracking_uri=tracking_uri, name=model_name, version=model_version)
+    key = run_key(info, batch.sha256, threshold)
+    experiment = experiment or report.EXPERIMENT
+    if tracking_uri:
+        existing = report.find_logged(key, experiment=experiment, tracking_uri=tracking_uri)
+        if existing is not None:
+            log.info("this batch was scored with this model before: MLflow run %s", existing["run_id"])
+            return {**existing, "reused": True}
+
+    from detectops.models import Detector
+
+    detector = Detector.load(info["path"])
+    detector.predict(np.zeros((32, 32, 3), np.uint8))  # warm-up: tracing is not part of the batch
+    scored = score_images(detector, batch.files, serve, min_score=threshold)
+    out = Path(output_dir) if output_dir else paths.work_dir() / "batch-scoring" / key
+    files = report.write_outputs(scored, out, model=info, batch=batch.to_dict())
+    summary = report.summary_of(scored, model=info, batch=batch.to_dict())
+    result = {**report.xcom_summary(summary), "key": key, "output_dir": str(out), "run_id": None, "reused": False}
+    if tracking_uri:
+        result["run_id"] = report.log_scoring(summary, files, key=key, experiment=experiment,
+                                              tracking_uri=tracking_uri, tags=tags)
+        result["experiment"] = experiment
+    return result
