@@ -17,7 +17,8 @@ How a feature is judged depends on the window's size (``DriftPolicy``):
 
 The verdict is "drift" when the share of drifted features reaches ``drift_share``.
 
-Evidently's data-drift preset computes every per-column value. One case it cannot: a feature
+Evidently computes every per-column value (the data-drift preset's ``ValueDrift`` metrics; the
+HTML report is the whole preset). One case it cannot: a feature
 that is constant in the reference (every synthetic image is 320x240), where the normed
 Wasserstein divides by a zero deviation. Such a feature is judged here as the share of current
 rows that differ from the constant (drift when it reaches ``distance_threshold``).
@@ -165,7 +166,7 @@ def _constant_drift(ref: Any, cur: Any, threshold: float) -> tuple[float, bool]:
 
 def _judge_table(name: str, ref: Any, cur: Any, num: list[str], cat: list[str], policy: DriftPolicy) -> list[FeatureDrift]:
     from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.metrics import ValueDrift
 
     out: list[FeatureDrift] = []
     num_method, cat_method, threshold = _methods(len(cur), policy)
@@ -183,10 +184,12 @@ def _judge_table(name: str, ref: Any, cur: Any, num: list[str], cat: list[str], 
     if usable_num or usable_cat:
         columns = usable_num + usable_cat
         definition = DataDefinition(numerical_columns=usable_num, categorical_columns=usable_cat)
-        snapshot = Report([DataDriftPreset(columns=columns, num_method=num_method, cat_method=cat_method,
-                                           threshold=threshold, drift_share=policy.drift_share)]).run(
-            Dataset.from_pandas(cur[columns], data_definition=definition),
-            Dataset.from_pandas(ref[columns], data_definition=definition))
+        # The preset's per-column metrics alone: the preset also renders its widgets (plots of every
+        # column), which took 60 % of the time at 100k rows and only the HTML report needs.
+        metrics = [ValueDrift(column=c, method=cat_method if c in usable_cat else num_method, threshold=threshold)
+                   for c in columns]
+        snapshot = Report(metrics).run(Dataset.from_pandas(cur[columns], data_definition=definition),
+                                       Dataset.from_pandas(ref[columns], data_definition=definition))
         for metric in snapshot.dict()["metrics"]:
             config = metric.get("config", {})
             if not config.get("type", "").endswith("ValueDrift"):
