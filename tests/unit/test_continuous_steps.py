@@ -31,7 +31,7 @@ def test_a_gate_refusal_is_not_promoted_with_its_reasons_and_numbers():
 def test_promoted_only_when_the_promote_step_returned():
     verdict = {"passed": True, "reasons": []}
     outcome, note = steps.run_note(PARAMS, version={"retrain": True, "why": "x"}, evaluation=PAIR, verdict=verdict,
-                                   deployed={"version": "7"})
+                                   deployed={"model_name": "shapes", "model_version": "7", "alias": "champion"})  # promote_version's shape
     assert outcome == "promoted" and "champion is now v7" in note
     outcome, _ = steps.run_note(PARAMS, version={"retrain": True, "why": "x"}, evaluation=PAIR, verdict=verdict, deployed=None)
     assert outcome == "deploy failed" and outcome in steps.FAILED_OUTCOMES

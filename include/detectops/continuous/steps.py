@@ -514,7 +514,7 @@ def run_note(params: dict[str, Any], *, collected=None, validated=None, version=
         lines.append(f"- gate: {', '.join(verdict.get('reasons', []))}")
     elif verdict and verdict.get("passed") and deployed:
         outcome = "promoted"
-        lines.append(f"- {params['champion_alias']} is now v{deployed.get('version')}, serving in "
+        lines.append(f"- {params['champion_alias']} is now v{deployed.get('model_version')}, serving in "
                      f"{params['namespace']}/{params['deployment']}")
     elif verdict and verdict.get("passed"):
         outcome = "deploy failed"
