@@ -114,8 +114,12 @@ def collect_from_cluster(core: Any, namespace: str, deployment: str, *, start: d
         restarted = (statuses.get(CONTAINER) and statuses[CONTAINER].restart_count) or 0
         for previous in ((False, True) if restarted else (False,)):
             try:
-                text = core.read_namespaced_pod_log(pod.metadata.name, namespace, container=CONTAINER,
-                                                    previous=previous, since_seconds=since, timestamps=True)
+                # _preload_content=False: the client otherwise "deserializes" a plain-text log into the
+                # repr of its bytes ("b'...\\n...'"): one unusable line.
+                response = core.read_namespaced_pod_log(pod.metadata.name, namespace, container=CONTAINER,
+                                                        previous=previous, since_seconds=since, timestamps=True,
+                                                        _preload_content=False)
+                text = response.data.decode("utf-8", errors="replace")
             except ApiException as exc:
                 if exc.status in (400, 404):  # not started yet, or no previous container kept
                     continue
