@@ -19,7 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 HEAVY_MODULES = ("tensorflow", "great_expectations", "mlflow", "keras", "pycocotools", "docker")
-EXPECTED_DAGS = {"detectops_level0_manual", "detectops_level1_training", "detectops_rollback", "detectops_monitoring"}
+EXPECTED_DAGS = {"detectops_level0_manual", "detectops_level1_training", "detectops_rollback", "detectops_monitoring",
+                 "detectops_batch_inference"}
 
 PARSE_PROBE = r"""
 import json, sys, time
@@ -33,6 +34,7 @@ for f in sorted(dags_dir.glob("*.py")):
         importlib.import_module(module)
 
 from airflow.models.dagbag import DagBag
+from airflow.serialization.encoders import ensure_serialized_asset  # schedule=[Asset] keeps the SDK's condition
 started = time.perf_counter()
 bag = DagBag(dag_folder=str(dags_dir))
 elapsed = time.perf_counter() - started
@@ -46,9 +48,10 @@ for dag_id, dag in bag.dags.items():
                               "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule), "setup": t.is_setup, "teardown": t.is_teardown,
                               "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks},
         "schedule": type(dag.timetable).__name__,
-        "assets": sorted(a.uri for _, a in dag.timetable.asset_condition.iter_assets())
+        "assets": sorted(a.uri for _, a in ensure_serialized_asset(dag.timetable.asset_condition).iter_assets())
                   if getattr(dag.timetable, "asset_condition", None) is not None else [],
-        "watchers": sorted(w.name for _, a in dag.timetable.asset_condition.iter_assets() for w in a.watchers)
+        "watchers": sorted(w.name for _, a in ensure_serialized_asset(dag.timetable.asset_condition).iter_assets()
+                           for w in a.watchers)
                     if getattr(dag.timetable, "asset_condition", None) is not None else [],
         "catchup": dag.catchup,
     }
@@ -157,3 +160,17 @@ def test_monitoring_runs_on_a_schedule_per_served_model_and_emits_the_drift_asse
     # Only the event task produces the Asset level 1 listens to.
     assert tasks["monitor.emit_drift"]["outlets"] == ["detectops://monitoring/drift-detected"]
     assert [t for t, v in tasks.items() if v["outlets"]] == ["monitor.emit_drift"]
+
+
+def test_batch_inference_runs_on_the_unlabelled_batch_asset_scores_in_pods_and_emits_batch_scored(parsed):
+    dag = parsed["dags"]["detectops_batch_inference"]
+    assert dag["schedule"] == "AssetTriggeredTimetable"
+    assert dag["assets"] == ["detectops://data/unlabelled-batch"]
+    tasks = dag["tasks"]
+    assert set(tasks) == {"resolve", "score", "publish"}
+    assert tasks["resolve"]["upstream"] == []
+    # One KubernetesPodOperator pod per job, mapped over what resolve returned.
+    assert tasks["score"]["operator"] == "MappedOperator" and tasks["score"]["upstream"] == ["resolve"]
+    assert set(tasks["publish"]["upstream"]) == {"resolve", "score"}
+    assert tasks["publish"]["outlets"] == ["detectops://inference/batch-scored"]
+    assert [t for t, v in tasks.items() if v["outlets"]] == ["publish"]
