@@ -51,6 +51,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import Param, dag, task
 
 from detectops.dagkit import deploy_group
+from detectops.notify import RunFailedWebhook
 from detectops.orchestration import dag_defaults
 
 TABLES = ["images", "annotations", "class_counts"]
@@ -64,6 +65,7 @@ TABLES = ["images", "annotations", "class_counts"]
     max_active_runs=1,
     tags=["detectops", "level-0", "manual"],
     default_args=dag_defaults(),
+    on_failure_callback=[RunFailedWebhook()],  # a failed run notifies the alert webhook
     doc_md=__doc__,
     params={
         "model_source": Param(

@@ -49,6 +49,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from detectops import assets
 from detectops.continuous.params import level1_params
 from detectops.dagkit import deploy_group, training_pod
+from detectops.notify import RunFailedWebhook
 from detectops.orchestration import dag_defaults
 from detectops.settings import landing_dir
 
@@ -68,6 +69,7 @@ CRON = os.environ.get("DETECTOPS_LEVEL1_CRON", "0 3 * * *")
     max_active_runs=1,
     tags=["detectops", "level-1", "continuous-training"],
     default_args=dag_defaults(),
+    on_failure_callback=[RunFailedWebhook()],  # a failed run notifies the alert webhook
     doc_md=__doc__,
     params=level1_params(Param),
 )

@@ -28,6 +28,7 @@ import pendulum
 from airflow.sdk import Param, dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from detectops.notify import RunFailedWebhook
 from detectops.orchestration import dag_defaults
 
 CRON = os.environ.get("DETECTOPS_MONITORING_CRON", "*/15 * * * *")
@@ -41,6 +42,7 @@ CRON = os.environ.get("DETECTOPS_MONITORING_CRON", "*/15 * * * *")
     max_active_runs=1,
     tags=["detectops", "monitoring", "drift"],
     default_args=dag_defaults(),
+    on_failure_callback=[RunFailedWebhook()],  # a failed run notifies the alert webhook
     doc_md=__doc__,
     params={
         "window_minutes": Param(15, type="number", minimum=1, title="Window (minutes) up to the run's time"),

@@ -29,6 +29,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import Param, dag, task
 
 from detectops.dagkit import deploy_group
+from detectops.notify import RunFailedWebhook
 from detectops.orchestration import dag_defaults, fail_fast_unless_transient
 
 
@@ -40,6 +41,7 @@ from detectops.orchestration import dag_defaults, fail_fast_unless_transient
     max_active_runs=1,
     tags=["detectops", "rollback", "manual"],
     default_args=dag_defaults(),
+    on_failure_callback=[RunFailedWebhook()],  # a failed run notifies the alert webhook
     doc_md=__doc__,
     params={
         "model_name": Param("detector", type="string", title="Registered model name"),
