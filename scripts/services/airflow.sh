@@ -33,6 +33,13 @@ add_connections() {
   airflow connections delete detectops_prometheus >/dev/null 2>&1 || true
   airflow connections add detectops_prometheus --conn-type http --conn-host "${prometheus%%:*}" --conn-port "${prometheus##*:}" \
     --conn-description "Prometheus' HTTP API: the monitoring DAG reads the live service from it" >/dev/null
+  # Failed DAG runs are POSTed to the same webhook receiver Alertmanager routes alerts to.
+  local webhook="${DETECTOPS_ALERT_WEBHOOK_URL:-http://127.0.0.1:9095/alerts}" hook_path
+  webhook="${webhook#http://}"; hook_path="/${webhook#*/}"; webhook="${webhook%%/*}"
+  airflow connections delete detectops_alert_webhook >/dev/null 2>&1 || true
+  airflow connections add detectops_alert_webhook --conn-type http --conn-host "${webhook%%:*}" --conn-port "${webhook##*:}" \
+    --conn-extra "{\"path\": \"$hook_path\"}" \
+    --conn-description "Webhook receiver told about failed DAG runs (detectops.notify)" >/dev/null
   local admin_password
   admin_password="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$AIRFLOW_HOME/passwords.json")"
   airflow connections delete detectops_airflow_api >/dev/null 2>&1 || true
