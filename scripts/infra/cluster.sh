@@ -178,6 +178,11 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%", nodefs.inodesF
 imageGCHighThresholdPercent: 95
 imageGCLowThresholdPercent: 90
 maxPods: 50
+# The prediction log lives in the container log (about 600 bytes per image). The monitoring DAG
+# reads it through the API, which serves only the current file: 100 MiB per file is ~175k
+# predictions, hours of traffic, so a rotation inside a 15-minute window is rare (README).
+containerLogMaxSize: 100Mi
+containerLogMaxFiles: 5
 YAML
 # The Node object survives restarts in etcd and may still say Ready: only a heartbeat newer
 # than this kubelet's start counts.
