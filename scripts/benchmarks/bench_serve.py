@@ -9,7 +9,9 @@
    ``:predict`` endpoint (and multipart to ``/detect``):
    - single sequential requests, each paired with a raw call on the same image (so both
      see the same background load): p50/p99 (goal: p50 <= 1.15x raw p50);
-   - 8 concurrent clients, for a few micro-batching settings: throughput (goal: >= 0.9x raw).
+   - 8 concurrent clients, for a few micro-batching settings: throughput (goal: >= 0.9x the
+     model's best in-process rate, at its best concurrency of 1-8 threads).
+3. The prediction log's features per image (``monitoring.features``): goal <= 2% of p50.
 
     .venv/bin/python scripts/benchmarks/bench_serve.py                  # CenterNet (fetch_model("centernet"))
     .venv/bin/python scripts/benchmarks/bench_serve.py --model-dir DIR  # any contract SavedModel
@@ -79,6 +81,46 @@ def raw_baseline(det, images, n: int, decode: bool = False) -> dict[str, float]:
         lat.append(time.perf_counter() - s)
     wall = time.perf_counter() - t0
     return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": n / wall}
+
+
+def raw_concurrent(det, images, threads: int, per_thread: int) -> dict[str, float]:
+    """``threads`` threads calling ``det.predict`` in this process: the model's own best rate needs
+    more than one call in flight (TensorFlow overlaps their ops), so the service is judged
+    against the best of these, not against sequential calls."""
+    lat: list[float] = []
+    start = threading.Barrier(threads + 1)
+
+    def worker(k: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            s = time.perf_counter()
+            det.predict(images[(k + i) % len(images)][2])
+            lat.append(time.perf_counter() - s)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in pool:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": threads * per_thread / wall}
+
+
+def feature_cost_ms(images, rounds: int = 20) -> float:
+    """Median time of the prediction log's features of one image (what the service adds per image)."""
+    from detectops.monitoring.features import box_sizes, image_features, output_features
+
+    boxes = np.array([[0.1, 0.1, 0.5, 0.4], [0.2, 0.3, 0.9, 0.8]], np.float32)
+    times = []
+    for _ in range(rounds):
+        for _, _, arr in images:
+            s = time.perf_counter()
+            image_features(arr)
+            output_features([0.9, 0.5], [1, 2], box_sizes(boxes))
+            times.append(time.perf_counter() - s)
+    return float(np.median(times)) * 1e3
 
 
 def paired(url: str, det, images, bodies: list[bytes], n: int) -> tuple[dict[str, float], dict[str, float], float]:
@@ -246,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     raw1 = raw_baseline(det, images, args.requests)
     rows.append(("raw SavedModel, in-process, sequential (before)", raw1))
     print("raw (before):", {k: round(v, 1) for k, v in raw1.items()}, flush=True)
+    best_raw = max((raw_concurrent(det, images, k, max(4, args.requests // k)) | {"threads": k}
+                    for k in (1, 2, 4, 8)), key=lambda r: r["rps"])
+    rows.append((f"raw SavedModel, in-process, {best_raw['threads']} threads (best concurrency)", best_raw))
+    print("raw, best concurrency:", {k: round(v, 1) for k, v in best_raw.items()}, flush=True)
     rawd = raw_baseline(det, images, args.requests // 2, decode=True)
     rows.append(("raw SavedModel incl. JPEG decode (PIL), sequential", rawd))
     print("raw incl. decode:", {k: round(v, 1) for k, v in rawd.items()}, flush=True)
@@ -275,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("raw SavedModel, in-process, sequential (after)", raw2))
     raw_p50 = (raw1["p50_ms"] + raw2["p50_ms"]) / 2
     raw_rps = (raw1["rps"] + raw2["rps"]) / 2
+    features_ms = feature_cost_ms(images)
 
     print(f"\n{'run':<66} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} {'p50/raw':>8} {'rps/raw':>8}")
     for name, r in rows:
@@ -286,12 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     ratio = pseq["p50_ms"] / praw["p50_ms"]
     print(f"\ngoal p50 <= 1.15x raw (paired, same load): {ratio:.2f}x "
           f"(median per-request ratio {pair_ratio:.2f}x)  {'met' if ratio <= 1.15 else 'NOT met'}")
-    print(f"goal {args.clients}-client throughput >= 0.9x raw: {best['rps'] / raw_rps:.2f}x (best setting)  "
-          f"{'met' if best['rps'] >= 0.9 * raw_rps else 'NOT met'}")
+    print(f"goal {args.clients}-client throughput >= 0.9x the model's best in-process rate "
+          f"({best_raw['rps']:.2f} img/s, {best_raw['threads']} threads): {best['rps'] / best_raw['rps']:.2f}x "
+          f"(best setting)  {'met' if best['rps'] >= 0.9 * best_raw['rps'] else 'NOT met'}")
+    print(f"goal prediction-log features <= 2% of p50: {features_ms:.2f} ms per image = "
+          f"{100 * features_ms / pseq['p50_ms']:.1f}% of the service's p50  "
+          f"{'met' if features_ms <= 0.02 * pseq['p50_ms'] else 'NOT met'}")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"model": model_name, "rows": dict(rows),
-                                         "raw_p50_ms": raw_p50, "raw_rps": raw_rps}, indent=1))
+        args.json.write_text(json.dumps({"model": model_name, "rows": dict(rows), "raw_p50_ms": raw_p50,
+                                         "raw_rps": raw_rps, "raw_best_rps": best_raw["rps"],
+                                         "features_ms": features_ms}, indent=1))
     return 0
 
 
