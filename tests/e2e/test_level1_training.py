@@ -43,11 +43,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG_ID = "detectops_level1_training"
 ROLLBACK_DAG_ID = "detectops_rollback"
 MONITORING_DAG_ID = "detectops_monitoring"
-#: Monitoring in the test: a 10-minute window, a verdict from 60 images on (the tests send 80-120).
-MONITORING_CONF = {"window_minutes": 10, "models": [MODEL], "min_samples": 60}
 MODEL = LEVEL1_TEST_DEFAULTS["model_name"]
 NAMESPACE = LEVEL1_TEST_DEFAULTS["namespace"]
 DEPLOYMENT = LEVEL1_TEST_DEFAULTS["deployment"]
+#: Monitoring in the test: a 10-minute window, a verdict from 60 images on (the tests send 80-120).
+MONITORING_CONF = {"window_minutes": 10, "models": [MODEL], "min_samples": 60}
 RUN_TIMEOUT_S = 20 * 60
 
 
