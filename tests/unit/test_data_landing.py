@@ -231,3 +231,24 @@ def test_dag_helpers_validate_and_quarantine_under_the_run(sources, tmp_path, mo
                              purpose={"name": "training", "required_classes": [1], "min_boxes_per_class": 1})
     assert verdict.accepted, verdict.reason
     assert (tmp_path / "work" / "validation" / "asset_triggered__1" / "batch0" / "report.json").is_file()
+
+
+def test_a_batch_with_only_some_of_the_classes_is_accepted(tmp_path, monkeypatch):
+    """A batch is part of the training data: a day of photos without triangles is still a good batch."""
+    from detectops.data import SYNTHETIC_LABEL_MAP
+    from detectops.data.landing import validate_batch
+    from detectops.data.synthetic import SyntheticSpec, generate_synthetic
+
+    monkeypatch.setenv("DETECTOPS_WORK", str(tmp_path / "work"))
+    circles = tmp_path / "circles"
+    generate_synthetic(circles, SyntheticSpec(num_images=12, seed=3, class_weights={"circle": 1.0}))
+    verdict = validate_batch(circles, SYNTHETIC_LABEL_MAP, context={"run_id": "r"})
+    assert verdict.accepted, verdict.reason
+    # Judged as a whole training set (every class needs boxes) it would have been refused.
+    from detectops.quality.purpose import Purpose
+
+    whole = validate_batch(circles, SYNTHETIC_LABEL_MAP, context={"run_id": "r"},
+                           purpose=Purpose.training(SYNTHETIC_LABEL_MAP))
+    assert not whole.accepted
+    # The label map still applies: a class outside it is rejected.
+    assert validate_batch(circles, {2: "square"}, context={"run_id": "r"}).status == "rejected"

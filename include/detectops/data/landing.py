@@ -308,9 +308,17 @@ def mark_ingested(batches: Iterable[LandedBatch | Mapping[str, Any]], landing_di
 # ----------------------------------------------------------------------------- per-batch checks
 def validate_batch(batch_dir: str | os.PathLike[str], label_map: Mapping[Any, str], *,
                    context: Mapping[str, Any] | None = None, **kwargs: Any):
-    """:func:`detectops.quality.batch.validate_batch`, its report written under the run's work dir."""
+    """:func:`detectops.quality.batch.validate_batch`, its report written under the run's work dir.
+
+    A batch is a part of the training data, not all of it: it may hold only some of the
+    label map's classes (a day of photos with no triangles). So by default a batch needs no
+    minimum per class; what it holds must still be valid and inside the label map.
+    """
     from detectops.quality.batch import validate_batch as _validate
+    from detectops.quality.purpose import Purpose
     from detectops.settings import work_dir
+
+    kwargs.setdefault("purpose", Purpose.training(label_map, min_boxes_per_class=0))
 
     if context is not None and "report_dir" not in kwargs:
         run = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(context.get("run_id", "run")))
