@@ -27,6 +27,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import Param, dag
 
 from detectops import assets
+from detectops.notify import RunFailedWebhook
 from detectops.orchestration import dag_defaults
 
 UNLABELLED_BATCH = assets.unlabelled_batch()
@@ -40,6 +41,7 @@ UNLABELLED_BATCH = assets.unlabelled_batch()
     max_active_runs=1,
     tags=["detectops", "batch-inference"],
     default_args=dag_defaults(),
+    on_failure_callback=[RunFailedWebhook()],  # a failed run notifies the alert webhook
     doc_md=__doc__,
     params={
         "location": Param("", type="string", title="Images to score",
