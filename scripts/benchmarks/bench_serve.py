@@ -83,28 +83,34 @@ def raw_baseline(det, images, n: int, decode: bool = False) -> dict[str, float]:
     return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": n / wall}
 
 
-def raw_concurrent(det, images, threads: int, per_thread: int) -> dict[str, float]:
-    """``threads`` threads calling ``det.predict`` in this process: the model's own best rate needs
-    more than one call in flight (TensorFlow overlaps their ops), so the service is judged
-    against the best of these, not against sequential calls."""
-    lat: list[float] = []
-    start = threading.Barrier(threads + 1)
-
-    def worker(k: int) -> None:
-        start.wait()
-        for i in range(per_thread):
-            s = time.perf_counter()
-            det.predict(images[(k + i) % len(images)][2])
-            lat.append(time.perf_counter() - s)
-
-    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+def timed_workers(count: int, work) -> float:
+    """Run ``work(k, start)`` in ``count`` threads; each waits on the barrier ``start`` before its
+    timed part. Returns the wall time from that common start until the last one finished."""
+    start = threading.Barrier(count + 1)
+    pool = [threading.Thread(target=work, args=(k, start)) for k in range(count)]
     for t in pool:
         t.start()
     start.wait()
     t0 = time.perf_counter()
     for t in pool:
         t.join()
-    wall = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def raw_concurrent(det, images, threads: int, per_thread: int) -> dict[str, float]:
+    """``threads`` threads calling ``det.predict`` in this process: the model's own best rate needs
+    more than one call in flight (TensorFlow overlaps their ops), so the service is judged
+    against the best of these, not against sequential calls."""
+    lat: list[float] = []
+
+    def worker(k: int, start: threading.Barrier) -> None:
+        start.wait()
+        for i in range(per_thread):
+            s = time.perf_counter()
+            det.predict(images[(k + i) % len(images)][2])
+            lat.append(time.perf_counter() - s)
+
+    wall = timed_workers(threads, worker)
     return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": threads * per_thread / wall}
 
 
@@ -223,9 +229,8 @@ def concurrent(url: str, bodies: list[bytes], clients: int, per_client: int) -> 
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
 
-    def worker(k: int) -> None:
+    def worker(k: int, start: threading.Barrier) -> None:
         with httpx.Client(base_url=url, timeout=120) as http:
             http.post("/v1/models/detector:predict", content=bodies[k % len(bodies)],
                       headers={"content-type": "application/json"})
@@ -241,14 +246,7 @@ def concurrent(url: str, bodies: list[bytes], clients: int, per_client: int) -> 
             with lock:
                 lat.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = timed_workers(clients, worker)
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
     return {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "rps": clients * per_client / wall}
