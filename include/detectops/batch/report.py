@@ -96,8 +96,8 @@ def contact_sheet_png(scored: Any, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_outputs(scored: Any, out_dir: str | Path, *, model: dict[str, Any], batch: dict[str, Any]) -> dict[str, Path]:
-    """Write the files listed in the module docstring to ``out_dir``; return their paths by kind."""
+def write_outputs(scored: Any, out_dir: str | Path, summary: dict[str, Any]) -> dict[str, Path]:
+    """Write the files listed in the module docstring (``summary``: :func:`summary_of`) to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in FILES.items()}
@@ -112,7 +112,7 @@ def write_outputs(scored: Any, out_dir: str | Path, *, model: dict[str, Any], ba
     atomic_write_text(paths["images"], json.dumps(images, indent=1) + "\n")
     atomic_write_text(paths["predictions"], "".join(json.dumps(im.to_dict(), separators=(",", ":")) + "\n"
                                                     for im in scored.images))
-    atomic_write_text(paths["summary"], json.dumps(summary_of(scored, model=model, batch=batch), indent=1) + "\n")
+    atomic_write_text(paths["summary"], json.dumps(summary, indent=1) + "\n")
     tmp = paths["contact_sheet"].with_suffix(".tmp.png")
     contact_sheet_png(scored, tmp).replace(paths["contact_sheet"])
     return paths

@@ -221,8 +221,8 @@ def predict_batch(
     detector.predict(np.zeros((32, 32, 3), np.uint8))  # warm-up: tracing is not part of the batch
     scored = score_images(detector, batch.files, serve, min_score=threshold)
     out = Path(output_dir) if output_dir else paths.work_dir() / "batch-scoring" / key
-    files = report.write_outputs(scored, out, model=info, batch=batch.to_dict())
     summary = report.summary_of(scored, model=info, batch=batch.to_dict())
+    files = report.write_outputs(scored, out, summary)
     result = {**report.xcom_summary(summary), "key": key, "output_dir": str(out), "run_id": None, "reused": False}
     if tracking_uri:
         result["run_id"] = report.log_scoring(summary, files, key=key, experiment=experiment,

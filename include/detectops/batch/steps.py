@@ -51,11 +51,13 @@ def resolve_model(name: str, *, alias: str | None, version: str | None, tracking
             raise DetectOpsError(f"{name}@{alias} does not exist in the model registry: give a version, or an alias "
                                  "that names one (e.g. champion once a version serves).")
         version = ref.version
+    from mlflow.exceptions import MlflowException
+
     try:
         tags = get_version_tags(name, version, tracking_uri=tracking_uri)
-    except Exception as exc:  # noqa: BLE001 - MLflow's RESOURCE_DOES_NOT_EXIST
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
-            raise DetectOpsError(f"{name} version {version} is not registered.") from exc
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise DetectOpsError(f"{name} version {version} is not registered ({exc.message}).") from exc
         raise
     image = tags.get("image")
     if not image or "@sha256:" not in image:
