@@ -249,3 +249,30 @@ def test_mlflow_run_once_per_model_version_and_input(mlflow_server, model, setti
     exp = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{first['key']}'")
     assert len(runs) == 1
+
+
+def test_a_scoring_that_dies_half_way_leaves_no_half_written_files(model, settings, batch_dir, tmp_path):
+    from detectops.batch import report, score_images
+    from detectops.models import Detector
+
+    real = Detector.load(model)
+
+    class Dies:
+        label_map, input_size, calls = real.label_map, real.input_size, 0
+
+        def predict(self, image):
+            Dies.calls += 1
+            if Dies.calls == 4:
+                raise RuntimeError("the model died")
+            return real.predict(image)
+
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="died"):
+        with report.OutputWriter(out) as writer:
+            score_images(Dies(), sorted((i, p.name, p) for i, p in enumerate(sorted(batch_dir.iterdir()), 1)),
+                         settings, sink=writer.add)
+    assert list(out.iterdir()) == []  # nothing partial, nothing pretending to be complete
+    kept = []
+    scored = score_images(real, [(1, "a.png", next(batch_dir.glob("*.png")))], settings, sink=kept.append)
+    assert len(kept) == 1 and scored.images == [{"id": 1, "file_name": "a.png", "width": kept[0].width,
+                                                 "height": kept[0].height}]

@@ -1,6 +1,6 @@
 """A scored batch's outputs: COCO results, the per-image answers, a summary, a contact sheet; MLflow.
 
-Files written by :func:`write_outputs` (and logged under ``batch_scoring/``):
+Files written by :class:`OutputWriter` (and logged under ``batch_scoring/``):
 
 - ``results.json``  COCO results (``image_id``, ``category_id``, pixel ``bbox`` [x, y, w, h], ``score``),
   every detection the model returned, like the evaluation's ``coco_results.json``;
@@ -20,11 +20,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from detectops.fsutil import atomic_write_text
 
@@ -33,25 +30,14 @@ KEY_TAG = "detectops.batch_scoring_key"
 ARTIFACT_DIR = "batch_scoring"
 FILES = {"results": "results.json", "images": "images.json", "predictions": "predictions.jsonl",
          "summary": "summary.json", "contact_sheet": "contact_sheet.png"}
-HISTOGRAM_EDGES = tuple(round(x, 1) for x in np.linspace(0.0, 1.0, 11))
 #: Failures listed in the XCom summary (all of them are in summary.json).
 XCOM_FAILURES = 20
 
 
-def _histogram(scores: list[float]) -> dict[str, list]:
-    counts, _ = np.histogram(np.asarray(scores, dtype=float), bins=np.asarray(HISTOGRAM_EDGES))
-    return {"edges": list(HISTOGRAM_EDGES), "counts": [int(c) for c in counts]}
-
-
 def summary_of(scored: Any, *, model: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     """Counts, detections per class at ``min_score``, the histogram of every detection's score, speed."""
-    per_class: Counter[str] = Counter()
-    all_scores: list[float] = []
-    with_detections = 0
-    for im in scored.images:
-        per_class.update(row["label"] for row in im.detections)
-        with_detections += bool(im.detections)
-        all_scores.extend(im.prediction["detection_scores"])
+    from detectops.batch.scoring import HISTOGRAM_EDGES
+
     return {
         "model": {k: model.get(k) for k in ("registered_name", "registered_version", "name", "version", "sha256", "source")},
         "input": {k: batch.get(k) for k in ("location", "sha256", "num_files")},
@@ -59,11 +45,11 @@ def summary_of(scored: Any, *, model: dict[str, Any], batch: dict[str, Any]) -> 
         "images_total": scored.num_files,
         "images_scored": len(scored.images),
         "images_failed": len(scored.failures),
-        "images_with_detections": with_detections,
+        "images_with_detections": scored.with_detections,
         "failures": [f.to_dict() for f in scored.failures],
-        "detections": int(sum(per_class.values())),
-        "detections_per_class": dict(sorted(per_class.items())),
-        "score_histogram": _histogram(all_scores),
+        "detections": int(sum(scored.per_class.values())),
+        "detections_per_class": dict(sorted(scored.per_class.items())),
+        "score_histogram": {"edges": list(HISTOGRAM_EDGES), "counts": [int(c) for c in scored.score_counts]},
         "wall_s": round(scored.wall_s, 3),
         "model_s": round(scored.model_s, 3),
         "throughput_ips": round(len(scored.images) / scored.wall_s, 3) if scored.wall_s > 0 else 0.0,
@@ -96,26 +82,56 @@ def contact_sheet_png(scored: Any, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_outputs(scored: Any, out_dir: str | Path, summary: dict[str, Any]) -> dict[str, Path]:
-    """Write the files listed in the module docstring (``summary``: :func:`summary_of`) to ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {kind: out / name for kind, name in FILES.items()}
-    results = [r for im in scored.images for r in im.coco]
-    atomic_write_text(paths["results"], json.dumps(results, separators=(",", ":")) + "\n")
-    images = {
-        "images": [{"id": im.image_id, "file_name": im.file_name, "width": im.width, "height": im.height}
-                   for im in scored.images],
-        "categories": [{"id": k, "name": v} for k, v in sorted(scored.label_map.items())],
-        "failed": [f.to_dict() for f in scored.failures],
-    }
-    atomic_write_text(paths["images"], json.dumps(images, indent=1) + "\n")
-    atomic_write_text(paths["predictions"], "".join(json.dumps(im.to_dict(), separators=(",", ":")) + "\n"
-                                                    for im in scored.images))
-    atomic_write_text(paths["summary"], json.dumps(summary, indent=1) + "\n")
-    tmp = paths["contact_sheet"].with_suffix(".tmp.png")
-    contact_sheet_png(scored, tmp).replace(paths["contact_sheet"])
-    return paths
+class OutputWriter:
+    """Writes the files listed in the module docstring into ``out_dir``: the per-image ones as the
+    images are scored (:meth:`add`), the rest at :meth:`finish`. Every file appears complete or not
+    at all (written beside, renamed into place); leaving the ``with`` block early removes the partial ones.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out = Path(out_dir)
+        self.paths = {kind: self.out / name for kind, name in FILES.items()}
+        self._partial = {kind: self.paths[kind].with_name(f".{self.paths[kind].name}.partial")
+                         for kind in ("results", "predictions")}
+        self._results = self._predictions = None
+        self._first = True
+
+    def __enter__(self) -> OutputWriter:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._results = self._partial["results"].open("w")
+        self._predictions = self._partial["predictions"].open("w")
+        self._results.write("[")
+        return self
+
+    def add(self, im: Any) -> None:
+        """One scored image: its COCO results and its line of ``predictions.jsonl``."""
+        for r in im.coco:
+            self._results.write(("" if self._first else ",") + json.dumps(r, separators=(",", ":")))
+            self._first = False
+        self._predictions.write(json.dumps(im.to_dict(), separators=(",", ":")) + "\n")
+
+    def finish(self, scored: Any, summary: dict[str, Any]) -> dict[str, Path]:
+        """Write ``images.json``, ``summary.json`` and the contact sheet; put every file in place."""
+        self._results.write("]\n")
+        for f in (self._results, self._predictions):
+            f.close()
+        images = {"images": scored.images,
+                  "categories": [{"id": k, "name": v} for k, v in sorted(scored.label_map.items())],
+                  "failed": [f.to_dict() for f in scored.failures]}
+        atomic_write_text(self.paths["images"], json.dumps(images, indent=1) + "\n")
+        atomic_write_text(self.paths["summary"], json.dumps(summary, indent=1) + "\n")
+        tmp = self.paths["contact_sheet"].with_suffix(".tmp.png")
+        contact_sheet_png(scored, tmp).replace(self.paths["contact_sheet"])
+        for kind, partial in self._partial.items():
+            partial.replace(self.paths[kind])
+        return dict(self.paths)
+
+    def __exit__(self, *exc: Any) -> None:
+        for f in (self._results, self._predictions):
+            if f is not None and not f.closed:
+                f.close()
+        for partial in self._partial.values():
+            partial.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- MLflow

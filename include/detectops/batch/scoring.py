@@ -17,7 +17,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 #: Images kept (as thumbnails) for the contact sheet.
 CONTACT_SHEET_IMAGES = 12
 THUMBNAIL = 360
+#: Bins of the score histogram (every detection the model returned).
+HISTOGRAM_EDGES = tuple(round(x, 1) for x in np.linspace(0.0, 1.0, 11))
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,19 @@ class ScoredImage:
 
 @dataclass
 class BatchScore:
-    """What one pass over a batch produced (see ``score_images``)."""
+    """What one pass over a batch produced (see ``score_images``): aggregates, not every answer.
+
+    The per-image answers go to the ``sink`` as they are made, so a batch of any size is scored
+    in bounded memory; ``images`` keeps each scored image's COCO record (id, file name, size).
+    """
 
     min_score: float
     label_map: dict[int, str]
-    images: list[ScoredImage] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)
     failures: list[ImageFailure] = field(default_factory=list)
+    per_class: Counter = field(default_factory=Counter)  # /detect rows (score >= min_score) by label
+    with_detections: int = 0
+    score_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(HISTOGRAM_EDGES) - 1, np.int64))
     samples: list[tuple[np.ndarray, list[dict[str, Any]]]] = field(default_factory=list)  # thumbnails + COCO boxes
     wall_s: float = 0.0
     model_s: float = 0.0
@@ -76,6 +86,13 @@ class BatchScore:
     @property
     def num_files(self) -> int:
         return len(self.images) + len(self.failures)
+
+    def add(self, im: ScoredImage) -> None:
+        self.images.append({"id": im.image_id, "file_name": im.file_name, "width": im.width, "height": im.height})
+        self.per_class.update(row["label"] for row in im.detections)
+        self.with_detections += bool(im.detections)
+        scores = np.asarray(im.prediction["detection_scores"], dtype=float)
+        self.score_counts += np.histogram(scores, bins=np.asarray(HISTOGRAM_EDGES))[0]
 
 
 def _thumbnail(pixels: np.ndarray) -> np.ndarray:
@@ -102,10 +119,12 @@ def score_images(
     min_score: float | None = None,
     prefetch_depth: int = 4,
     samples: int = CONTACT_SHEET_IMAGES,
-    on_image: Callable[[int], None] | None = None,
+    sink: Callable[[ScoredImage], None] | None = None,
 ) -> BatchScore:
     """Score ``files`` (``(image id, file name, path)``) with ``detector`` under the service's ``settings``.
 
+    Each ``ScoredImage`` (the ``:predict`` and ``/detect`` answers, COCO results) is handed to
+    ``sink`` as soon as it is made (e.g. ``report.OutputWriter.add``, or ``list.append``).
     ``settings``: a ``detectops.serve.ServeSettings`` (image limits, default ``min_score``).
     ``detector``: a ``detectops.models.Detector`` (or anything with ``predict``, ``label_map``
     and ``input_size``).
@@ -143,15 +162,16 @@ def score_images(
         t0 = clock()
         d = detector.predict(img.pixels)
         out.model_s += clock() - t0
-        out.images.append(ScoredImage(
+        scored = ScoredImage(
             image_id=int(image_id), file_name=name, width=img.width, height=img.height, format=img.format,
             prediction=predict_output(d), detections=detect_rows(d, img, min_score, label_map),
-            coco=to_coco_results(image_id, d, width=img.width, height=img.height)))
+            coco=to_coco_results(image_id, d, width=img.width, height=img.height))
+        out.add(scored)
+        if sink is not None:
+            sink(scored)
         if image_id in keep:
             thumb = _thumbnail(img.pixels)
             out.samples.append((thumb, to_coco_results(image_id, d, width=thumb.shape[1], height=thumb.shape[0])))
-        if on_image is not None:
-            on_image(len(out.images) + len(out.failures))
     out.wall_s = clock() - started
     return out
 
@@ -219,10 +239,11 @@ def predict_batch(
 
     detector = Detector.load(info["path"])
     detector.predict(np.zeros((32, 32, 3), np.uint8))  # warm-up: tracing is not part of the batch
-    scored = score_images(detector, batch.files, serve, min_score=threshold)
     out = Path(output_dir) if output_dir else paths.work_dir() / "batch-scoring" / key
-    summary = report.summary_of(scored, model=info, batch=batch.to_dict())
-    files = report.write_outputs(scored, out, summary)
+    with report.OutputWriter(out) as writer:
+        scored = score_images(detector, batch.files, serve, min_score=threshold, sink=writer.add)
+        summary = report.summary_of(scored, model=info, batch=batch.to_dict())
+        files = writer.finish(scored, summary)
     result = {**report.xcom_summary(summary), "key": key, "output_dir": str(out), "run_id": None, "reused": False}
     if tracking_uri:
         result["run_id"] = report.log_scoring(summary, files, key=key, experiment=experiment,
