@@ -301,6 +301,27 @@ def test_metrics_change_after_requests(client):
     assert info and ("name", "detector") in info[0][1] and ("version", "1") in info[0][1]
 
 
+def test_metrics_expose_the_process(client):
+    """The process's own metrics in the app's registry: Prometheus' restart alert reads the start time."""
+    import os
+    import resource
+
+    samples = metric_samples(client.get("/metrics").text)
+    rss = samples[("process_resident_memory_bytes", ())]
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 10 * 2**20 < rss <= peak_rss  # TensorFlow is loaded: tens of MB at least, never over the peak
+    assert samples[("process_cpu_seconds_total", ())] > 0
+    assert samples[("process_open_fds", ())] >= 3 and samples[("process_max_fds", ())] > 0
+    assert samples[("process_virtual_memory_bytes", ())] >= rss
+    started = samples[("process_start_time_seconds", ())]
+    assert time.time() - 24 * 3600 < started <= time.time()
+    # this very process: its start time agrees with /proc/self/stat (within the clock-tick rounding)
+    ticks = int(open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[19])
+    boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+    assert started == pytest.approx(boot + ticks / os.sysconf("SC_CLK_TCK"), abs=0.05)
+    assert any(name == "python_info" for name, _ in samples)
+
+
 def test_prediction_log_lines_are_written(client, predlog_path):
     client.post("/detect", files={"file": ("x.png", encode(np.full((30, 40, 3), 200, np.uint8), "PNG"), "image/png")})
     rid = client.post(PREDICT, json={"instances": [{"b64": b64(photo(value=50))}]}).headers["x-request-id"]
