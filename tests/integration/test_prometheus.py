@@ -184,16 +184,23 @@ def test_prometheus_scrapes_the_pod_with_its_model_labels(prometheus, served) ->
     (started,) = prometheus.query(f"process_start_time_seconds{{{selector}}}")
     assert abs(float(started["value"][1]) - pod.status.start_time.timestamp()) < 120
 
-    # cAdvisor (the kubelet): the pod's memory and CPU, and the recording rule adding the model labels.
+    # cAdvisor (the kubelet): the pod's memory and CPU, and the recording rule adding the model
+    # labels. cAdvisor stamps its samples with its own housekeeping time, so the first ones of a
+    # new pod may predate the process (0 bytes): wait for a sample of the running process.
     pod_sel = f'namespace="{spec.namespace}", pod="{name}"'
-    (memory,) = eventually(lambda: prometheus.query(f'container_memory_working_set_bytes{{job="kubelet-cadvisor", {pod_sel}}}'),
+    big = 10 * 2**20  # a Python process with TensorFlow loaded uses far more
+
+    def over(query: str, floor: float) -> list[dict]:
+        return [s for s in prometheus.query(query) if float(s["value"][1]) > floor]
+
+    (memory,) = eventually(lambda: over(f'container_memory_working_set_bytes{{job="kubelet-cadvisor", {pod_sel}}}', big),
                            30, "cAdvisor's container_memory_working_set_bytes for the pod")
-    assert float(memory["value"][1]) > 10 * 2**20  # a Python process with TensorFlow loaded
-    (cpu,) = prometheus.query(f'container_cpu_usage_seconds_total{{job="kubelet-cadvisor", {pod_sel}}}')
-    assert float(cpu["value"][1]) > 0
-    (joined,) = eventually(lambda: prometheus.query(f"detectops:pod_memory_working_set_bytes{{{selector}}}"),
+    assert memory["metric"]["id"].startswith("/kubepods/")  # the pod's own cgroup
+    eventually(lambda: over(f'container_cpu_usage_seconds_total{{job="kubelet-cadvisor", {pod_sel}}}', 0),
+               30, "cAdvisor's container_cpu_usage_seconds_total for the pod")
+    (joined,) = eventually(lambda: over(f"detectops:pod_memory_working_set_bytes{{{selector}}}", big),
                            30, "the recording rule detectops:pod_memory_working_set_bytes")
-    assert float(joined["value"][1]) > 0
+    assert joined["metric"]["job"] == "kubelet-cadvisor" and joined["metric"]["id"] == memory["metric"]["id"]
 
     # A range query over the same series (the client's other call).
     now = time.time()
