@@ -18,6 +18,15 @@ Importing this package is cheap: TensorFlow and MLflow load inside the functions
 
 from __future__ import annotations
 
-from detectops.batch.scoring import BatchScore, ImageFailure, ScoredImage, predict_batch, score_images
+from typing import Any
 
 __all__ = ["BatchScore", "ImageFailure", "ScoredImage", "predict_batch", "score_images"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the DAG file imports detectops.batch.tasks at parse time, which must not load numpy.
+    if name in __all__:
+        from detectops.batch import scoring
+
+        return getattr(scoring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
