@@ -132,8 +132,8 @@ def score_images(
     from detectops.evaluate.runner import prefetch, to_coco_results
     from detectops.serve.errors import RequestError
     from detectops.serve.imageio import decode_image
-    from detectops.serve.processing import _labelled as detect_rows
-    from detectops.serve.processing import _raw_prediction as predict_output
+    from detectops.serve.processing import labelled_detections as detect_rows
+    from detectops.serve.processing import raw_prediction as predict_output
 
     min_score = float(settings.min_score if min_score is None else min_score)
     label_map = {int(k): str(v) for k, v in (getattr(detector, "label_map", None) or {}).items()}

@@ -147,7 +147,3 @@ def store_lock(kube: Any, model_name: str, holder: str, *, wait_s: float = 120) 
         yield
     finally:
         lock.release(kube, key, holder)
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)

@@ -76,7 +76,7 @@ def parse_predict_body(body: bytes, settings: ServeSettings,
     return images, columnar
 
 
-def _raw_prediction(d: Any) -> dict[str, Any]:
+def raw_prediction(d: Any) -> dict[str, Any]:
     return {
         "detection_boxes": d.boxes.astype(float).round(5).tolist(),
         "detection_classes": [int(c) for c in d.classes],
@@ -85,7 +85,7 @@ def _raw_prediction(d: Any) -> dict[str, Any]:
     }
 
 
-def _labelled(d: Any, img: DecodedImage, min_score: float, label_map: dict[int, str]) -> list[dict[str, Any]]:
+def labelled_detections(d: Any, img: DecodedImage, min_score: float, label_map: dict[int, str]) -> list[dict[str, Any]]:
     rows = []
     h, w = img.height, img.width
     for box, c, s in zip(d.boxes, d.classes, d.scores):
@@ -133,7 +133,7 @@ def _record(svc: ServiceState, endpoint: str, request_id: str, index: int, img: 
 
 def build_predict_response(svc: ServiceState, request_id: str, images: list[DecodedImage], results: list[Any],
                            columnar: bool, endpoint: str, started: float) -> bytes:
-    preds = [_raw_prediction(d) for d in results]
+    preds = [raw_prediction(d) for d in results]
     for i, (img, d) in enumerate(zip(images, results)):
         _record(svc, endpoint, request_id, i, img, d, svc.settings.min_score, started)
     if columnar:
@@ -145,7 +145,7 @@ def build_predict_response(svc: ServiceState, request_id: str, images: list[Deco
 
 def build_detect_response(svc: ServiceState, request_id: str, img: DecodedImage, d: Any, min_score: float,
                           started: float) -> bytes:
-    rows = _labelled(d, img, min_score, svc.label_map)
+    rows = labelled_detections(d, img, min_score, svc.label_map)
     _record(svc, "/detect", request_id, 0, img, d, min_score, started)
     body = {
         "model": {"name": svc.settings.model_name, "version": svc.version},
