@@ -42,6 +42,19 @@ def test_an_epoch_plan_depends_only_on_seed_and_epoch():
     assert len(set(a.index.ravel().tolist())) == 8  # a permutation: no image twice in an epoch
 
 
+def test_the_demo_budget_does_not_grow_with_the_dataset():
+    from detectops.train.inputs import steps_per_epoch
+
+    demo = TrainConfig.demo()
+    first_batch, grown = steps_per_epoch(1_000, demo), steps_per_epoch(10_000, demo)
+    assert first_batch == 62  # a first batch of 1,000 training images is walked whole
+    assert grown == 64 and grown * demo.epochs <= 512  # ten times the data: the same number of steps
+    plan = epoch_plan(10_000, demo, 1)
+    assert plan.index.shape == (64, 16) and len(set(plan.index.ravel().tolist())) == 64 * 16
+    assert plan.index.max() > 5_000  # sampled from the whole split, not its first images
+    assert demo.eval_max_images == 200
+
+
 def test_train_config_json_round_trip_presets_and_errors():
     tiny = TrainConfig.tiny()
     assert TrainConfig.from_dict(tiny.to_dict()) == tiny
