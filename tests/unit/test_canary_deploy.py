@@ -220,3 +220,54 @@ def test_a_promotion_that_rolls_back_still_removes_the_canary(promoted) -> None:
         canary_mod.promote_canary(STABLE, CANARY, tracking_uri="http://mlflow", holder="dag/run", kube=_Kube(),
                                   log=lambda _: None)
     assert promoted["removed"] == [("detector-canary", "promotion rolled back (SmokeFailed)")]
+
+
+def test_smoke_probe_turns_a_failed_smoke_test_into_the_window_s_message(monkeypatch) -> None:
+    outcomes = [None, SmokeFailed("ExpectedLabelMissing", "found nothing, expected a 'person'")]
+
+    def smoke(kube, spec, **kw):
+        if outcome := outcomes.pop(0):
+            raise outcome
+        return {"labels": ["person"]}
+
+    monkeypatch.setattr(canary_mod, "smoke_canary", smoke)
+    probe = canary_mod.smoke_probe(CANARY, kube=_Kube())
+    assert probe() is None
+    assert probe() == "ExpectedLabelMissing: found nothing, expected a 'person'"
+
+
+def test_analyse_canary_runs_the_analysis_while_bounded_load_goes_through_the_node_port(monkeypatch) -> None:
+    from detectops.deploy import loadgen
+    from detectops.monitoring import canary_analysis
+
+    seen = {}
+
+    class Load:
+        def __init__(self, url, **kw):
+            seen["url"], seen["load"] = url, kw
+
+        def __enter__(self):
+            seen["running"] = True
+            return self
+
+        def __exit__(self, *exc):
+            seen["running"] = False
+
+        def result(self):
+            return SimpleNamespace(to_dict=lambda: {"sent": 10, "failed": 0})
+
+    def run_analysis(prom, **kw):
+        assert seen["running"]  # the analysis runs while the load does
+        seen["analysis"] = kw
+        return {"decision": "promote", "windows": []}
+
+    monkeypatch.setattr(loadgen, "LoadGenerator", Load)
+    monkeypatch.setattr(loadgen, "nodeport_url", lambda kube, ns, svc, port: "http://127.0.0.1:30080")
+    monkeypatch.setattr(canary_analysis, "run_analysis", run_analysis)
+    out = canary_mod.analyse_canary(CANARY, thresholds={"windows": 2, "window_s": 30, "warmup_s": 20},
+                                    load={"rate_per_s": 4}, kube=_Kube(), log=lambda _: None)
+    assert out == {"decision": "promote", "windows": [], "load": {"sent": 10, "failed": 0}}
+    assert seen["url"] == "http://127.0.0.1:30080" and seen["load"]["path"] == "/detect"
+    assert seen["load"]["max_seconds"] == 20 + 10 * 30 + 10 and seen["load"]["max_requests"] == 4 * 330 + 1
+    assert (seen["analysis"]["namespace"], seen["analysis"]["service"]) == ("prod", "detector")
+    assert seen["analysis"]["thresholds"].windows == 2 and callable(seen["analysis"]["probe"])

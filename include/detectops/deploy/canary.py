@@ -9,13 +9,14 @@ selects only its own pods (``app.kubernetes.io/name``), so neither touches the o
     stable = DeploySpec(...)                                   # what serves now
     canary = canary_spec(stable, image="repo@sha256:...", model_version="8", replicas=1)
     start_canary(canary)                                       # rolled out + its own pods smoke-tested
-    ... detectops.monitoring.canary_analysis decides ...
+    verdict = analyse_canary(canary, thresholds={...})         # load + window analysis -> promote/rollback
     promote_canary(stable, canary, tracking_uri=..., holder=...)   # or remove_canary(canary, ...)
 
 - ``start_canary``: the Deployment from the same template as every deploy (``manifests``), the
   same rollout watch (``rollout.wait_for_rollout``), then the smoke photo against each canary pod
   alone (not through the Service, which would mostly reach stable). A canary that fails either is
-  removed again and ``CanaryFailed`` says why.
+  removed again and ``CanaryFailed`` says why. ``smoke_probe`` repeats that smoke test once per
+  analysis window (``detectops.monitoring.canary_analysis.run_analysis(probe=...)``).
 - ``remove_canary`` (the rollback): ship the canary pods' prediction log to the store first
   (``monitoring.collect.ship_before_removal``), then delete the Deployment and wait until its pods
   are gone. Each pod drains first (the template's preStop), so removal fails no client request.
@@ -200,6 +201,69 @@ def smoke_canary(kube: Kube, spec: DeploySpec, *, via: str = "port-forward", ima
         out["labels"] = labels
         out["checks"] += checks
     return out
+
+
+def smoke_probe(canary: DeploySpec | Mapping[str, Any], *, via: str = "port-forward",
+                image_path: str | Path | None = None, kube: Kube | None = None,
+                kubeconfig: str | None = None) -> Callable[[], str | None]:
+    """A probe for ``canary_analysis.run_analysis``: the smoke photo against the canary pods, per window.
+
+    Returns the failure as a message (the window fails), ``None`` when every pod answered right.
+    Its own requests reach the canary directly and count among the canary's model requests.
+    """
+    spec = _canary_only(canary)
+    kube = kube or connect(kubeconfig)
+
+    def probe() -> str | None:
+        try:
+            smoke_canary(kube, spec, via=via, image_path=image_path, log=lambda _: None)
+        except SmokeFailed as exc:
+            return str(exc)
+        return None
+
+    return probe
+
+
+# -- analyse ---------------------------------------------------------------------------------
+def analyse_canary(
+    canary: DeploySpec | Mapping[str, Any],
+    *,
+    thresholds: Mapping[str, Any] | None = None,
+    load: Mapping[str, Any] | None = None,
+    probe: bool = True,
+    probe_via: str = "port-forward",
+    prometheus_url: str | None = None,
+    kube: Kube | None = None,
+    kubeconfig: str | None = None,
+    log: Callable[[str], None] = log_.info,
+) -> dict[str, Any]:
+    """Live traffic judges the canary: bounded load through the NodePort while the windows are analysed.
+
+    The load (``detectops.deploy.loadgen``) sends the smoke photo to ``/detect`` through the
+    production Service's NodePort on 127.0.0.1, at ``rate_per_s`` 5 with 2 workers, for at most the
+    analysis' length (override with ``load``: ``rate_per_s``, ``concurrency``, ``max_requests``,
+    ``max_seconds``). ``probe``: the smoke test against the canary's pods in every window.
+    Returns ``canary_analysis.decide``'s dict plus ``"load"`` (what the clients saw).
+    """
+    from detectops.deploy.loadgen import LoadGenerator, detect_request, nodeport_url
+    from detectops.monitoring.canary_analysis import CanaryThresholds, run_analysis
+    from detectops.monitoring.prometheus import PrometheusClient
+
+    spec = _canary_only(canary)
+    th = CanaryThresholds.from_dict(thresholds)
+    kube = kube or connect(kubeconfig)
+    seconds = th.warmup_s + th.max_windows * th.window_s + 10
+    options = {"rate_per_s": 5.0, "concurrency": 2, "max_seconds": seconds, **(load or {})}
+    options.setdefault("max_requests", int(options["rate_per_s"] * options["max_seconds"]) + 1)
+    url = nodeport_url(kube, spec.namespace, spec.service, spec.port)
+    log(f"load on {url}/detect: {options}")
+    with LoadGenerator(url, **detect_request(DEFAULT_IMAGE.read_bytes()), **options) as generator:
+        verdict = run_analysis(PrometheusClient(prometheus_url), namespace=spec.namespace, service=spec.service,
+                               thresholds=th, probe=smoke_probe(spec, via=probe_via, kube=kube) if probe else None,
+                               log=log)
+    verdict["load"] = generator.result().to_dict()
+    log(f"load seen by the clients: {verdict['load']}")
+    return verdict
 
 
 # -- remove ----------------------------------------------------------------------------------
