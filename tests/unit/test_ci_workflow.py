@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.unit.test_trigger_level2 import airflow  # noqa: F401 (the stand-in Airflow fixture)
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
 SCRIPT = "scripts/ci/trigger_level2.py"
@@ -123,3 +125,21 @@ def test_the_script_accepts_what_the_step_gives_it(monkeypatch):
     assert (args.url, args.username, args.password) == ("https://airflow.example.invalid", "ci", "pw")
     assert (args.sha, args.ref, args.repo) == ("a" * 40, "refs/heads/main", "https://github.com/org/detectops.git")
     assert args.dag_id == "detectops_level2_cicd" and not args.wait
+
+
+def test_the_step_as_github_runs_it_triggers_the_run(airflow):
+    """The step's own `run:` under GitHub's shell (bash --noprofile --norc -eo pipefail), its
+    env filled as GitHub would, against the local stand-in for Airflow of test_trigger_level2.
+    The live end-to-end test does the same against the real Airflow."""
+    _, step = _trigger_step()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DETECTOPS_", "GITHUB_"))}
+    env.update({"DETECTOPS_AIRFLOW_URL": airflow.url, "DETECTOPS_AIRFLOW_USERNAME": "ci",
+                "DETECTOPS_AIRFLOW_PASSWORD": "s3cret", "DETECTOPS_REPO_URL": "https://github.com/org/detectops.git",
+                "GITHUB_SHA": "b" * 40, "GITHUB_REF": "refs/heads/main"})
+    assert set(step["env"]) <= set(env)
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = airflow.runs.values()
+    assert run["conf"] == {"commit_sha": "b" * 40, "ref": "refs/heads/main", "repo": "https://github.com/org/detectops.git"}
+    assert f"dag_run_id={run['dag_run_id']}" in proc.stdout
