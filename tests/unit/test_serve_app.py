@@ -190,6 +190,60 @@ def test_openapi_describes_the_api(client):
     body = paths["/v1/models/{name}:predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/PredictRequest"}
     assert "413" in paths["/v1/models/{name}:predict"]["post"]["responses"]
+    # The one served model and version; at most max_instances instances.
+    params = {p["name"]: p["schema"] for p in paths["/v1/models/{name}/versions/{version}:predict"]["post"]["parameters"]}
+    assert params["name"]["enum"] == ["detector"] and params["version"]["enum"] == ["1"]
+    assert (comps["Instances"]["minItems"], comps["Instances"]["maxItems"]) == (1, MAX_INSTANCES)
+    # FastAPI's 422 only where FastAPI validates (/detect's form and query), in the project's error shape.
+    with_422 = [p for p, item in paths.items() for op in item.values() if "422" in op["responses"]]
+    assert with_422 == ["/detect"] and "HTTPValidationError" not in comps
+    assert paths["/detect"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"}
+    min_score = next(p for p in paths["/detect"]["post"]["parameters"] if p["name"] == "min_score")
+    assert min_score["schema"]["type"] == "number"  # no null: a query string cannot carry one
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+
+
+def _conforms(spec: dict, schema: dict, instance) -> bool:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator({**schema, "components": spec["components"]}).is_valid(instance)
+
+
+_IMG = b64(photo())
+_RAW = np.full((3, 2, 3), 9, np.uint8).tolist()
+PREDICT_BODIES = [  # (case, body, accepted): the schema allows exactly what the server accepts
+    ("instances b64", {"instances": [{"b64": _IMG}, {"b64": _IMG}]}, True),
+    ("named b64", {"signature_name": "serving_default", "instances": [{"input_tensor": {"b64": _IMG}}]}, True),
+    ("raw tensor", {"signature_name": None, "instances": [_RAW]}, True),
+    ("batch of one", {"instances": [[_RAW]]}, True),
+    ("inputs list", {"inputs": [{"b64": _IMG}]}, True),
+    ("inputs by name", {"inputs": {"input_tensor": [{"b64": _IMG}, _RAW]}}, True),
+    ("inputs one", {"inputs": {"b64": _IMG}}, True),
+    ("the documented example", schemas.PredictRequest.model_json_schema()["examples"][0], True),
+    ("empty object", {}, False),
+    ("null instances", {"instances": None}, False),
+    ("empty instances", {"instances": []}, False),
+    ("too many instances", {"instances": [{"b64": _IMG}] * (MAX_INSTANCES + 1)}, False),
+    ("instances and inputs", {"instances": [{"b64": _IMG}], "inputs": [{"b64": _IMG}]}, False),
+    ("empty b64", {"instances": [{"b64": ""}]}, False),
+    ("no b64", {"instances": [{"image": _IMG}]}, False),
+    ("a pixel of two", {"instances": [[[[1, 2]]]]}, False),
+    ("a boolean pixel value", {"instances": [[[[True, 0, 0]]]]}, False),
+    ("a pixel value over 255", {"instances": [[[[1, 2, 256]]]]}, False),
+    ("unknown signature", {"signature_name": "predict", "instances": [{"b64": _IMG}]}, False),
+]
+
+
+@pytest.mark.parametrize("case, body, accepted", PREDICT_BODIES, ids=[c[0] for c in PREDICT_BODIES])
+def test_the_predict_schema_allows_what_the_server_accepts(client, case, body, accepted):
+    spec = client.get("/openapi.json").json()
+    assert _conforms(spec, {"$ref": "#/components/schemas/PredictRequest"}, body) == accepted
+    r = client.post(PREDICT, json=body)
+    assert (r.status_code == 200) == accepted, r.text
+    documented = spec["paths"]["/v1/models/{name}:predict"]["post"]["responses"]
+    assert str(r.status_code) in documented
+    assert _conforms(spec, documented[str(r.status_code)]["content"]["application/json"]["schema"], r.json())
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -270,6 +324,19 @@ def test_unknown_routes_and_methods_are_json(client):
     assert client.get("/nope").json()["code"] == "not_found"
     r = client.get("/detect")
     assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("GET", "/detect", {"POST"}),
+    ("GET", PREDICT, {"POST"}),  # not the model-status route with the name "detector:predict"
+    ("GET", "/v1/models/detector/versions/1:predict", {"POST"}),
+    ("DELETE", "/v1/models/detector", {"GET"}),
+    ("TRACE", "/healthz", {"GET"}),
+])
+def test_405_says_which_methods_are_allowed(client, method, path, allowed):
+    r = client.request(method, path)
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    assert set(r.headers["allow"].split(", ")) == allowed  # RFC 9110
 
 
 # -- metrics and the prediction log --------------------------------------------------------

@@ -154,7 +154,9 @@ def test_decode_base64_and_instances():
     assert decode_instance({"input_tensor": [raw]}, **kw).pixels.shape == (2, 3, 3)
     for bad, code in (({"image": b64}, "invalid_instance"), ("abc", "invalid_instance"),
                       ([[1, 2], [3]], "invalid_tensor"), ([[[1, 2]]], "invalid_tensor"),
-                      ([[[1, 2, 300]]], "invalid_tensor")):
+                      ([[[1, 2, 300]]], "invalid_tensor"),
+                      # JSON true is not a number, though numpy would read [true, 1, 2] as [1, 1, 2]
+                      ([[[True, 1, 2]]], "invalid_tensor"), ([[[[1.5, 2, False]]]], "invalid_tensor")):
         with pytest.raises(RequestError) as err:
             decode_instance(bad, **kw)
         assert err.value.code == code, bad

@@ -43,6 +43,7 @@ from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -119,18 +120,40 @@ class ServeMiddleware:
             await self.app(scope, limited_receive, send_wrapper)
         finally:
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            # the template without convertors ("/v1/models/{name}:predict"): the metrics' label
+            endpoint = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
             self.metrics.requests.labels(endpoint, method, str(status)).inc()
             self.metrics.request_latency.labels(endpoint, method).observe(time.perf_counter() - t0)
 
 
+# -- routing: a model name or version is one path segment without ':' ----------------------
+class _SegmentConvertor(Convertor[str]):
+    """``{name:segment}``: like ``str`` but stops at ':' (model names cannot contain one).
+
+    So ``/v1/models/detector:predict`` never matches the model-status route with the name
+    ``detector:predict``: a GET there is a 405 whose ``Allow`` says POST, not a 404.
+    """
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("segment", _SegmentConvertor())
+
+
 # -- the app --------------------------------------------------------------------------------
-def _error(status: int, code: str, message: str, detail: list[Any] | None = None) -> JSONResponse:
+def _error(status: int, code: str, message: str, detail: list[Any] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message, "code": code}
     if detail is not None:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -154,7 +177,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404:
             message = "no such endpoint; see /docs for the API"
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), message)
+        # 405 keeps Starlette's ``Allow`` header (RFC 9110: the methods the resource supports).
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
@@ -162,8 +186,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal", f"internal error ({type(exc).__name__}); the server is still up")
 
 
-def _install_openapi(app: FastAPI) -> None:
-    """Document the hand-parsed predict body (parsed in the thread pool, not by FastAPI)."""
+def _install_openapi(app: FastAPI, settings: ServeSettings, version: str) -> None:
+    """Make ``/openapi.json`` state what the server accepts and answers, and nothing more.
+
+    - the predict body (parsed by hand in the thread pool, not by FastAPI): ``PredictRequest``,
+      with at most ``max_instances`` instances;
+    - ``{name}`` and ``{version}`` take the one served model and version (others: 404);
+    - errors are ``ErrorResponse`` (the project's error JSON), FastAPI's 422 too, which is
+      declared only where FastAPI validates something (``/detect``'s form and query).
+    """
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -173,12 +204,30 @@ def _install_openapi(app: FastAPI) -> None:
         req = schemas.PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(req.pop("$defs", {}))
         components["PredictRequest"] = req
+        components["Instances"]["maxItems"] = settings.max_instances
+        error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+        served = {"name": settings.model_name, "version": version}
         for path, item in schema.get("paths", {}).items():
+            for op in item.values():
+                params = op.get("parameters", [])
+                for param in params:
+                    if param["in"] == "path" and param["name"] in served:
+                        param["schema"] = {"type": "string", "enum": [served[param["name"]]],
+                                           "title": param["name"].title()}
+                responses = op.get("responses", {})
+                if "422" in responses:
+                    if "requestBody" in op or any(p["in"] != "path" for p in params):
+                        responses["422"] = {"description": "Invalid form or query parameters.",
+                                            "content": {"application/json": {"schema": error_ref}}}
+                    else:
+                        del responses["422"]
             if path.endswith(":predict"):
                 item["post"]["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
                 }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
         app.openapi_schema = schema
         return schema
 
@@ -226,7 +275,7 @@ def create_app(settings: ServeSettings | str | Path | None = None, *, loader: Lo
     app.state.service = svc
     app.add_middleware(ServeMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
     _install_error_handlers(app)
-    _install_openapi(app)
+    _install_openapi(app, settings, svc.version)
 
     async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
         assert svc.pool is not None, "the app's lifespan has not started"
@@ -252,26 +301,28 @@ def create_app(settings: ServeSettings | str | Path | None = None, *, loader: Lo
                 "error": svc.error, "warmup_seconds": svc.warmup_seconds}
         return JSONResponse(body, status_code=200 if svc.ready else 503)
 
-    @app.get("/metrics", tags=["probes"], response_class=Response)
+    @app.get("/metrics", tags=["probes"], response_class=Response,
+             responses={200: {"description": "Prometheus text format.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics_endpoint() -> Response:
         """Prometheus text exposition."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     # -- TF-Serving REST API ---------------------------------------------------------------
-    @app.get("/v1/models/{name}", response_model=schemas.ModelStatusResponse, tags=["tf-serving"],
+    @app.get("/v1/models/{name:segment}", response_model=schemas.ModelStatusResponse, tags=["tf-serving"],
              responses={404: schemas.ERROR_RESPONSES[404]})
     async def model_status(name: str) -> dict[str, Any]:
         """TF Serving's model status: ``AVAILABLE`` once ready (``LOADING`` before, ``END`` if it failed)."""
         svc.check_model(name)
         return svc.model_status()
 
-    @app.get("/v1/models/{name}/versions/{version}", response_model=schemas.ModelStatusResponse,
+    @app.get("/v1/models/{name:segment}/versions/{version:segment}", response_model=schemas.ModelStatusResponse,
              tags=["tf-serving"], responses={404: schemas.ERROR_RESPONSES[404]})
     async def model_version_status(name: str, version: str) -> dict[str, Any]:
         svc.check_model(name, version)
         return svc.model_status()
 
-    @app.get("/v1/models/{name}/metadata", tags=["tf-serving"], responses={404: schemas.ERROR_RESPONSES[404]})
+    @app.get("/v1/models/{name:segment}/metadata", tags=["tf-serving"], responses={404: schemas.ERROR_RESPONSES[404]})
     async def model_metadata(name: str) -> dict[str, Any]:
         """The serving signature (the detector contract), in TF Serving's metadata shape."""
         svc.check_model(name)
@@ -304,12 +355,12 @@ def create_app(settings: ServeSettings | str | Path | None = None, *, loader: Lo
 
     predict_doc = dict(
         tags=["tf-serving"],
-        responses={200: {"model": schemas.PredictResponse,
+        responses={200: {"model": schemas.PredictResponse | schemas.ColumnarPredictResponse,
                          "description": '`{"predictions": [...]}`; for `inputs`, `{"outputs": {...}}`.'},
                    **schemas.ERROR_RESPONSES},
     )
 
-    @app.post("/v1/models/{name}:predict", **predict_doc)
+    @app.post("/v1/models/{name:segment}:predict", **predict_doc)
     async def predict(name: str, request: Request) -> Response:
         """TF Serving predict: ``{"instances": [{"b64": "<base64 JPEG/PNG>"}, ...]}``.
 
@@ -317,7 +368,7 @@ def create_app(settings: ServeSettings | str | Path | None = None, *, loader: Lo
         """
         return await _predict(request, name, None)
 
-    @app.post("/v1/models/{name}/versions/{version}:predict", **predict_doc)
+    @app.post("/v1/models/{name:segment}/versions/{version:segment}:predict", **predict_doc)
     async def predict_version(name: str, version: str, request: Request) -> Response:
         """TF Serving predict for one version (only the served version exists)."""
         return await _predict(request, name, version)
@@ -326,10 +377,13 @@ def create_app(settings: ServeSettings | str | Path | None = None, *, loader: Lo
     @app.post("/detect", response_model=schemas.DetectResponse, tags=["detect"],
               responses={k: v for k, v in schemas.ERROR_RESPONSES.items() if k != 404})
     async def detect(
-        file: UploadFile = File(..., description="A photo (JPEG, PNG, ...)."),
-        min_score: float | None = Query(None, ge=0.0, le=1.0,
-                                        description="Leave out detections below this score (default: the "
-                                                    "server's DETECTOPS_MIN_SCORE)."),
+        file: UploadFile = File(..., description="A photo (JPEG, PNG, ...): a non-empty image file.",
+                                json_schema_extra={"format": "binary", "contentMediaType": "image/*",
+                                                   "minLength": 1}),
+        # a number or absent (None: the server's default); a query string has no null
+        min_score: float = Query(None, ge=0.0, le=1.0,  # type: ignore[assignment]
+                                 description="Leave out detections below this score (default: the "
+                                             "server's DETECTOPS_MIN_SCORE)."),
     ) -> Response:
         """Upload a photo; get labelled boxes (pixels and normalised) above ``min_score``."""
         started = time.perf_counter()

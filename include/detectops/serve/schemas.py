@@ -7,32 +7,83 @@ costs time for nothing); these models document the shapes in ``/openapi.json`` a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic.json_schema import SkipJsonSchema
 
 
 # -- TF-Serving REST API --------------------------------------------------------------------
+# The predict body is parsed by hand (``processing.parse_predict_body``); these models say
+# exactly what that parser accepts, so that a body the schema allows is a body the server
+# takes. Two things JSON Schema cannot say are stated in words: a ``b64`` value must decode
+# to an image, and a tensor's rows must all have the same length.
 class B64Image(BaseModel):
     """An encoded image (JPEG, PNG, ...), base64."""
 
-    b64: str = Field(description="The image file's bytes, base64-encoded (standard or URL-safe alphabet).")
+    b64: str = Field(min_length=1, json_schema_extra={"format": "byte", "contentMediaType": "image/*"},
+                     description="The image file's bytes, base64-encoded (standard or URL-safe alphabet); "
+                                 "they must decode to an image.")
+
+
+Pixel = Annotated[list[Annotated[float, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]
+Row = Annotated[list[Pixel], Field(min_length=1)]
+
+
+class ImageTensor(RootModel[Annotated[list[Row], Field(min_length=1)]]):
+    """A raw image: ``[H][W][3]`` numbers 0-255 (RGB), every row of the same width."""
+
+
+class BatchOfOneTensor(RootModel[Annotated[list[ImageTensor], Field(min_length=1, max_length=1)]]):
+    """A raw image with a batch dimension of one: ``[1][H][W][3]``."""
+
+
+RawTensor = ImageTensor | BatchOfOneTensor
+
+
+class NamedInput(BaseModel):
+    """An instance keyed by the signature's input name."""
+
+    input_tensor: B64Image | RawTensor
+
+
+Instance = B64Image | NamedInput | RawTensor
+
+
+class Instances(RootModel[Annotated[list[Instance], Field(min_length=1)]]):
+    """One to ``DETECTOPS_MAX_INSTANCES`` images (more: 413)."""
+
+
+class NamedInputs(BaseModel):
+    """Columnar inputs keyed by the signature's input name."""
+
+    input_tensor: Instances | B64Image
+
+
+EXAMPLE_PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mOoaOoBAAL8AYfzNMqyAAAAAElFTkSuQmCC"
+"""A 1x1 PNG: the documented example is a request the server answers with 200."""
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent, not null: null is refused
 
 
 class PredictRequest(BaseModel):
-    """TF-Serving predict request. Row format (``instances``) or columnar (``inputs``).
+    """TF-Serving predict request: exactly one of ``instances`` (row format) or ``inputs`` (columnar).
 
-    Each instance is ``{"b64": ...}``, ``{"input_tensor": {"b64": ...}}``, or a raw uint8
-    tensor ``[H][W][3]`` as nested lists. ``inputs`` takes the same values as a list, or
-    ``{"input_tensor": [...]}``; its answer is ``{"outputs": ...}`` as in TF Serving.
+    Each instance is ``{"b64": ...}``, ``{"input_tensor": ...}``, or a raw tensor ``[H][W][3]``
+    of numbers 0-255. ``inputs`` is a list of instances, ``{"input_tensor": [...]}`` or one
+    ``{"b64": ...}``; its answer is ``{"outputs": ...}`` as in TF Serving.
     """
 
     model_config = ConfigDict(json_schema_extra={
-        "examples": [{"instances": [{"b64": "/9j/4AAQSkZJRg..."}]}]})
+        "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+        "examples": [{"instances": [{"b64": EXAMPLE_PNG_B64}]}]})
 
-    signature_name: str | None = Field(None, description='Only "serving_default" exists.')
-    instances: list[B64Image | dict[str, Any] | list[Any]] | None = None
-    inputs: list[B64Image | dict[str, Any] | list[Any]] | dict[str, Any] | None = None
+    signature_name: Literal["serving_default", ""] | None = Field(
+        None, description='Only "serving_default" exists (empty or null: the same).')
+    instances: SkipJsonSchema[None] | Instances = Field(None, json_schema_extra=_no_default)
+    inputs: SkipJsonSchema[None] | Instances | NamedInputs | B64Image = Field(None, json_schema_extra=_no_default)
 
 
 class Prediction(BaseModel):
