@@ -443,6 +443,15 @@ def test_create_app_from_a_model_dir_and_the_environment(tiny_model, monkeypatch
         assert r.status_code == 200 and r.json()["predictions"][0]["num_detections"] == 2
 
 
+def test_the_schema_names_the_version_found_at_load(tiny_model, tmp_path):
+    (tmp_path / "7").symlink_to(tiny_model, target_is_directory=True)  # a numbered layout: version 7
+    with TestClient(create_app(ServeSettings(model_dir=tmp_path))) as c:
+        wait_ready(c)
+        op = c.get("/openapi.json").json()["paths"]["/v1/models/{name}/versions/{version}"]["get"]
+        assert next(p for p in op["parameters"] if p["name"] == "version")["schema"]["enum"] == ["7"]
+        assert c.get("/v1/models/detector/versions/7").status_code == 200
+
+
 def test_readyz_reports_a_model_that_failed_to_load(tmp_path):
     with TestClient(create_app(ServeSettings(model_dir=tmp_path / "missing"))) as c:
         deadline = time.time() + 10

@@ -186,12 +186,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal", f"internal error ({type(exc).__name__}); the server is still up")
 
 
-def _install_openapi(app: FastAPI, settings: ServeSettings, version: str) -> None:
+def _install_openapi(app: FastAPI, settings: ServeSettings, svc: ServiceState) -> None:
     """Make ``/openapi.json`` state what the server accepts and answers, and nothing more.
 
     - the predict body (parsed by hand in the thread pool, not by FastAPI): ``PredictRequest``,
       with at most ``max_instances`` instances;
-    - ``{name}`` and ``{version}`` take the one served model and version (others: 404);
+    - ``{name}`` and ``{version}`` take the one served model and version (others: 404); the
+      version is known once the model is loaded (a numbered layout's highest), so the schema
+      is cached from then on;
     - errors are ``ErrorResponse`` (the project's error JSON), FastAPI's 422 too, which is
       declared only where FastAPI validates something (``/detect``'s form and query).
     """
@@ -206,7 +208,7 @@ def _install_openapi(app: FastAPI, settings: ServeSettings, version: str) -> Non
         components["PredictRequest"] = req
         components["Instances"]["maxItems"] = settings.max_instances
         error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
-        served = {"name": settings.model_name, "version": version}
+        served = {"name": settings.model_name, "version": svc.version}
         for path, item in schema.get("paths", {}).items():
             for op in item.values():
                 params = op.get("parameters", [])
@@ -228,7 +230,8 @@ def _install_openapi(app: FastAPI, settings: ServeSettings, version: str) -> Non
                 }
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
-        app.openapi_schema = schema
+        if svc.loaded.is_set():
+            app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -275,7 +278,7 @@ def create_app(settings: ServeSettings | str | Path | None = None, *, loader: Lo
     app.state.service = svc
     app.add_middleware(ServeMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
     _install_error_handlers(app)
-    _install_openapi(app, settings, svc.version)
+    _install_openapi(app, settings, svc)
 
     async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
         assert svc.pool is not None, "the app's lifespan has not started"
