@@ -53,7 +53,7 @@ from airflow.sdk import Param, dag, task
 
 from detectops.dagkit import deploy_group
 from detectops.notify import RunFailedWebhook
-from detectops.orchestration import dag_defaults
+from detectops.orchestration import dag_defaults, fail_fast_unless_transient
 
 TABLES = ["images", "annotations", "class_counts"]
 
@@ -90,18 +90,21 @@ TABLES = ["images", "annotations", "class_counts"]
 )
 def detectops_level0_manual():
     @task
+    @fail_fast_unless_transient
     def resolve_dataset(params=None) -> dict:
         from detectops.pipeline import resolve_dataset as run
 
         return run(params["dataset"])
 
     @task(map_index_template="{{ task.op_kwargs['table'] }}")
+    @fail_fast_unless_transient
     def validate_data(dataset: dict, table: str, **context) -> dict:
         from detectops.orchestration import validate_table_with_gx
 
         return validate_table_with_gx(dataset, table, context)
 
     @task
+    @fail_fast_unless_transient
     def fetch_model(params=None) -> dict:
         from detectops.orchestration import mlflow_tracking_uri
         from detectops.pipeline import fetch_model as run
@@ -111,6 +114,7 @@ def detectops_level0_manual():
         return run(source, tracking_uri=mlflow_tracking_uri() if needs_mlflow(source) else None)
 
     @task
+    @fail_fast_unless_transient
     def evaluate(model: dict, dataset: dict, validation: list[dict], params=None, run_id=None) -> dict:
         from detectops.orchestration import mlflow_tracking_uri
         from detectops.pipeline import evaluate_and_log
@@ -124,6 +128,7 @@ def detectops_level0_manual():
         )
 
     @task
+    @fail_fast_unless_transient
     def register(model: dict, dataset: dict, evaluation: dict, params=None, run_id=None) -> dict:
         from detectops.orchestration import mlflow_tracking_uri
         from detectops.pipeline import register_model
@@ -141,6 +146,7 @@ def detectops_level0_manual():
         return bool(params["deploy"])
 
     @task
+    @fail_fast_unless_transient
     def build_image(model: dict, dataset: dict, registered: dict) -> dict:
         from detectops.orchestration import mlflow_tracking_uri, registry_settings
         from detectops.pipeline import build_and_push
@@ -152,6 +158,7 @@ def detectops_level0_manual():
         )
 
     @task
+    @fail_fast_unless_transient
     def deploy_spec(image: dict, registered: dict, params=None) -> dict:
         from detectops.deploy.spec import DeploySpec
 

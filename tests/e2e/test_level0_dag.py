@@ -45,6 +45,8 @@ def test_broken_dataset_stops_at_validation(airflow, mlflow_server, tmp_path):
     assert "validate_data" in run.output
     assert "DataValidationError" in run.output
     assert "category_id" in run.output  # the failed expectation's column is named
+    # A validation failure is deterministic: it fails at once, never retried.
+    assert "up_for_retry" not in run.output, "a failed validation was scheduled for a retry"
     client = mlflow.MlflowClient(mlflow_server)
     assert client.search_registered_models(filter_string="name = 'broken-run'") == []
 
