@@ -16,6 +16,11 @@ pod each), or **Trigger** with the form below (location, model, alias or version
    MLflow (experiment `detectops-batch-inference`), one run per model version, input content and
    threshold: a retried pod finds its run and scores nothing twice.
 3. **publish** — emits the Asset `detectops_batch_scored` with the runs and counts in `extra`.
+4. **check_rejected** — a bad event (no such version, a location outside the landing area) or
+   a pod that failed deterministically (an unusable model or input) does not stop the other
+   batches of the run: they are scored and published, and then this task fails the run naming
+   each rejected batch and why (the failure notification carries it). Transient faults are
+   retried; a deterministic failure in a pod is reported by the pod, not retried.
 
 Connections: `mlflow_default`, `kubernetes_default`.
 """
@@ -60,7 +65,7 @@ def detectops_batch_inference():
 
     pods = t.resolve()
     scored = t.score_pods(pods)
-    t.publish(pods, scored.output)
+    t.check_rejected(t.publish(pods, scored.output, pods["rejected"]))
 
 
 detectops_batch_inference()

@@ -142,8 +142,18 @@ def cmd_predict_batch(args: argparse.Namespace) -> Any:
     if not args.model:
         raise DetectOpsError("detectops predict-batch needs --model (a SavedModel directory or models:/<name>@<alias>) "
                              "or DETECTOPS_MODEL_DIR.")
-    result = predict_batch(args.input, args.model, tracking_uri=args.tracking_uri, output_dir=args.output,
-                           min_score=args.min_score, model_name=args.model_name, model_version=args.model_version)
+    try:
+        result = predict_batch(args.input, args.model, tracking_uri=args.tracking_uri, output_dir=args.output,
+                               min_score=args.min_score, model_name=args.model_name, model_version=args.model_version)
+    except DetectOpsError as exc:
+        from detectops.errors import is_transient
+
+        if not args.xcom_file or is_transient(exc):
+            raise  # exit 2; in a pod, a transient fault fails the pod and Airflow retries it
+        # In a pod, a deterministic failure is the pod's answer, not a pod failure: Airflow
+        # would retry a failed pod, and the same model and input fail the same way again.
+        print(f"detectops predict-batch: {exc}", file=sys.stderr)
+        result = {"error": str(exc), "input": args.input}
     if args.xcom_file:
         # KubernetesPodOperator's sidecar reads the task's XCom from this file.
         Path(args.xcom_file).parent.mkdir(parents=True, exist_ok=True)

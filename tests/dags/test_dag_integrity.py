@@ -169,10 +169,12 @@ def test_batch_inference_runs_on_the_unlabelled_batch_asset_scores_in_pods_and_e
     assert dag["schedule"] == "AssetTriggeredTimetable"
     assert dag["assets"] == ["detectops://data/unlabelled-batch"]
     tasks = dag["tasks"]
-    assert set(tasks) == {"resolve", "score", "publish"}
+    assert set(tasks) == {"resolve", "score", "publish", "check_rejected"}
     assert tasks["resolve"]["upstream"] == []
     # One KubernetesPodOperator pod per job, mapped over what resolve returned.
     assert tasks["score"]["operator"] == "MappedOperator" and tasks["score"]["upstream"] == ["resolve"]
     assert set(tasks["publish"]["upstream"]) == {"resolve", "score"}
     assert tasks["publish"]["outlets"] == ["detectops://inference/batch-scored"]
     assert [t for t, v in tasks.items() if v["outlets"]] == ["publish"]
+    # Rejected jobs fail the run only after the good ones were published.
+    assert tasks["check_rejected"]["upstream"] == ["publish"]

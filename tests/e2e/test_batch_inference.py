@@ -103,6 +103,7 @@ def test_a_person_and_an_asset_event_score_batches_in_pods_of_the_champions_imag
         assert scored_run.data.metrics["images_scored"] == NUM_IMAGES
         assert scored_run.data.params["model_version"] == champion["version"]
         (pod,) = api.xcom(run_id, "resolve", dag_id=DAG_ID)
+        assert extra["rejected"] == []
         stored = pod["arguments"][1]
         assert stored.startswith("runs:/") and pod["namespace"] == NAMESPACE
         assert any(e["extra"].get("run_id") == extra["run_id"] for e in _scored_events(api))

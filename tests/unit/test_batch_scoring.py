@@ -211,6 +211,23 @@ def test_cli_predict_batch(model, batch_dir, tmp_path, capsys, monkeypatch):
     assert main(["predict-batch", "runs:/" + "0" * 32 + "/batch", "--model", str(model)]) == 2
     assert "tracking URI" in capsys.readouterr().err
 
+    # In a pod (--xcom-file), a deterministic failure is the pod's answer (exit 0, so Airflow does
+    # not retry it) and the DAG reports it; a transient one still fails the pod, to be retried.
+    failed = tmp_path / "xcom" / "failed.json"
+    assert main(["predict-batch", str(tmp_path / "missing"), "--model", str(model), "--xcom-file", str(failed)]) == 0
+    answer = json.loads(failed.read_text())
+    assert "is not a directory" in answer["error"] and answer["input"] == str(tmp_path / "missing")
+    import detectops.batch
+    from detectops.errors import ServiceUnavailableError
+
+    def unreachable(*_, **__):
+        raise ServiceUnavailableError("MLflow at http://127.0.0.1:9 is unreachable")
+
+    monkeypatch.setattr(detectops.batch, "predict_batch", unreachable)
+    down = tmp_path / "xcom" / "down.json"
+    assert main(["predict-batch", str(batch_dir), "--model", str(model), "--xcom-file", str(down)]) == 2
+    assert not down.exists()
+
 
 def test_mlflow_run_once_per_model_version_and_input(mlflow_server, model, settings, batch_dir, tmp_path):
     from mlflow import MlflowClient

@@ -46,9 +46,45 @@ def test_scored_extra_sums_the_runs():
                 "model": {"registered_name": "detector", "registered_version": "2"},
                 "images_scored": 10 + i, "images_failed": i, "detections": 5, "reused": False} for i in range(2)]
     extra = steps.scored_extra(pods, results)
+    assert extra["rejected"] == []
     assert extra["images_scored"] == 21 and extra["images_failed"] == 1 and extra["detections"] == 10
     assert [r["run_id"] for r in extra["runs"]] == ["r0", "r1"] and extra["run_id"] == "r1"
     assert extra["model"] == "detector" and extra["version"] == "2" and extra["image"] == "img@sha256:1"
+
+
+def test_one_bad_job_is_rejected_and_the_others_are_scored(monkeypatch):
+    from detectops.errors import ServiceUnavailableError
+
+    def resolve_job(job, **_):
+        if job["location"] == "bad":
+            raise DataValidationError("outside the allowed roots")
+        if job["location"] == "down":
+            raise ServiceUnavailableError("MLflow at http://127.0.0.1:1 is unreachable")
+        return {"image": "img@sha256:1", "namespace": "ns", "arguments": ["predict-batch", f"runs:/{job['location']}/batch"]}
+
+    monkeypatch.setattr(steps, "resolve_job", resolve_job)
+    jobs = [{**PARAMS, "location": loc} for loc in ("a", "bad", "b")]
+    resolved = steps.resolve_jobs(jobs, tracking_uri="x", kube_config=None)
+    assert [p["arguments"][1] for p in resolved["pods"]] == ["runs:/a/batch", "runs:/b/batch"]
+    assert [(r["job"]["location"], r["error"]) for r in resolved["rejected"]] == [("bad", "outside the allowed roots")]
+    with pytest.raises(ServiceUnavailableError):  # transient: the task is retried, nothing is rejected
+        steps.resolve_jobs([*jobs, {**PARAMS, "location": "down"}], tracking_uri="x", kube_config=None)
+    with pytest.raises(DataValidationError, match="Nothing to score: bad with detector: outside the allowed roots"):
+        steps.resolve_jobs([{**PARAMS, "location": "bad"}], tracking_uri="x", kube_config=None)
+
+
+def test_a_pods_deterministic_failure_is_rejected_and_fails_the_run_after_publishing():
+    pods = [{"image": "img@sha256:1", "arguments": ["predict-batch", f"runs:/{i}/batch"]} for i in range(2)]
+    good = {"run_id": "r0", "input": {"location": "runs:/0/batch", "sha256": "0" * 64},
+            "model": {"registered_name": "detector", "registered_version": "2"},
+            "images_scored": 10, "images_failed": 0, "detections": 5}
+    earlier = [{"job": {"location": "/elsewhere", "model_name": "detector"}, "error": "outside the allowed roots"}]
+    extra = steps.scored_extra(pods, [good, {"error": "no readable images", "input": "runs:/1/batch"}], earlier)
+    assert [r["run_id"] for r in extra["runs"]] == ["r0"] and extra["images_scored"] == 10
+    assert [r["error"] for r in extra["rejected"]] == ["outside the allowed roots", "no readable images"]
+    with pytest.raises(DataValidationError, match=r"2 of 3 batch\(es\) were not scored.*runs:/1/batch.*no readable images"):
+        steps.check_rejected(extra)
+    steps.check_rejected(steps.scored_extra(pods[:1], [good]))  # nothing rejected: the run succeeds
 
 
 def test_the_model_version_and_its_image_and_a_landed_directory_published(mlflow_server, tmp_path):

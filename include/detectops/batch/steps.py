@@ -6,8 +6,13 @@
    recorded on it (by digest: the pod runs exactly what serves); the input as a store URI that
    pods can read (a local directory under the landing roots is published first); the namespace.
    Returns the scoring pod's ``KubernetesPodOperator`` arguments (``image``, ``namespace``,
-   ``arguments``).
-3. :func:`scored_extra` — the ``batch_scored`` Asset event's ``extra`` from the pods' results.
+   ``arguments``). :func:`resolve_jobs` does it for every job of a run: one bad event (no such
+   version, a location outside the landing area) rejects that job, not the others.
+3. :func:`scored_extra` — the ``batch_scored`` Asset event's ``extra`` from the pods' results;
+   a pod that failed deterministically reported ``{"error": ...}`` (``detectops predict-batch
+   --xcom-file`` exits 0 then, so Airflow does not retry it) and is listed as rejected.
+4. :func:`check_rejected` — fails the run, after the good jobs were scored and published, when
+   any job was rejected: the failure notification names each one and why.
 """
 
 from __future__ import annotations
@@ -114,16 +119,62 @@ def resolve_job(job: Mapping[str, Any], *, tracking_uri: str, kube_config: str |
     return pod
 
 
-def scored_extra(pods: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``batch_scored`` event's ``extra``: the runs and their counts (see ``detectops.assets``)."""
-    runs = [{"run_id": r.get("run_id"), "input": r["input"]["location"], "input_sha256": r["input"]["sha256"],
-             "model": r["model"].get("registered_name"), "version": r["model"].get("registered_version"),
-             "image": pod["image"], "images_scored": r["images_scored"], "images_failed": r["images_failed"],
-             "detections": r["detections"], "reused": r.get("reused", False)}
-            for pod, r in zip(pods, results)]
-    extra: dict[str, Any] = {"runs": runs}
+def resolve_jobs(jobs: Sequence[Mapping[str, Any]], *, tracking_uri: str, kube_config: str | None,
+                 allow_roots: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """``{"pods": [...], "rejected": [{"job", "error"}]}`` for the jobs of one run.
+
+    A deterministic problem with one job (``DetectOpsError``: no such version, no image, a bad
+    location) rejects that job and the others go on; a transient fault (MLflow or the cluster
+    unreachable) raises, so the task is retried. With every job rejected the run fails here,
+    with every reason: there is nothing to score.
+    """
+    from detectops.errors import is_transient
+
+    pods, rejected = [], []
+    for job in jobs:
+        try:
+            pods.append(resolve_job(job, tracking_uri=tracking_uri, kube_config=kube_config, allow_roots=allow_roots))
+        except DetectOpsError as exc:
+            if is_transient(exc):
+                raise
+            print(f"rejected {json.dumps(dict(job), default=str)}: {exc}")
+            rejected.append({"job": dict(job), "error": str(exc)})
+    if not pods:
+        raise DataValidationError("Nothing to score: " + " | ".join(_describe(r) for r in rejected))
+    return {"pods": pods, "rejected": rejected}
+
+
+def _describe(rejected: Mapping[str, Any]) -> str:
+    job = rejected["job"]
+    where = job.get("location") or job.get("input") or "?"
+    return f"{where} with {job.get('model_name') or job.get('model') or '?'}: {rejected['error']}"
+
+
+def scored_extra(pods: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
+                 rejected: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The ``batch_scored`` event's ``extra``: the runs and their counts (see ``detectops.assets``),
+    and the jobs that were rejected (at resolve, or by a pod's deterministic failure)."""
+    runs, rejected = [], list(rejected)
+    for pod, r in zip(pods, results):
+        if r.get("error"):
+            rejected.append({"job": {"location": pod["arguments"][1], "image": pod["image"]}, "error": r["error"]})
+            continue
+        runs.append({"run_id": r.get("run_id"), "input": r["input"]["location"], "input_sha256": r["input"]["sha256"],
+                     "model": r["model"].get("registered_name"), "version": r["model"].get("registered_version"),
+                     "image": pod["image"], "images_scored": r["images_scored"], "images_failed": r["images_failed"],
+                     "detections": r["detections"], "reused": r.get("reused", False)})
+    extra: dict[str, Any] = {"runs": runs, "rejected": rejected}
     for key in ("images_scored", "images_failed", "detections"):
         extra[key] = sum(int(r[key]) for r in runs)
     if runs:
         extra.update({k: runs[-1][k] for k in ("model", "version", "image", "run_id")})
     return extra
+
+
+def check_rejected(extra: Mapping[str, Any]) -> None:
+    """Raise ``DataValidationError`` naming every rejected job: the run's good jobs are already published."""
+    rejected = list(extra.get("rejected") or [])
+    if rejected:
+        raise DataValidationError(f"{len(rejected)} of {len(rejected) + len(extra.get('runs') or [])} batch(es) were "
+                                  "not scored; the others were and are published. "
+                                  + " | ".join(_describe(r) for r in rejected))

@@ -21,7 +21,11 @@ BATCH_SCORED = batch_scored()
 @task
 @fail_fast_unless_transient
 def resolve(triggering_asset_events=None) -> list[dict[str, Any]]:
-    """One scoring pod per job: the events' batches (Asset-triggered) or the form's (manual)."""
+    """One scoring pod per job: the events' batches (Asset-triggered) or the form's (manual).
+
+    Returns the pods of the good jobs (mapped over: Airflow maps only over a ``return_value``);
+    the rejected ones go to XCom ``rejected`` (a bad event does not stop the others).
+    """
     from detectops.batch import steps
     from detectops.orchestration import kube_config_path, mlflow_tracking_uri
 
@@ -29,7 +33,9 @@ def resolve(triggering_asset_events=None) -> list[dict[str, Any]]:
               for event in asset_events]
     jobs = steps.jobs_from(events, dict(get_current_context()["params"]))
     tracking_uri, kube_config = mlflow_tracking_uri(), kube_config_path()
-    return [steps.resolve_job(job, tracking_uri=tracking_uri, kube_config=kube_config) for job in jobs]
+    resolved = steps.resolve_jobs(jobs, tracking_uri=tracking_uri, kube_config=kube_config)
+    get_current_context()["ti"].xcom_push(key="rejected", value=resolved["rejected"])
+    return resolved["pods"]
 
 
 def score_pods(pods, *, task_id: str = "score", kubernetes_conn_id: str = KUBERNETES_CONN_ID):
@@ -53,11 +59,20 @@ def score_pods(pods, *, task_id: str = "score", kubernetes_conn_id: str = KUBERN
 
 @task(outlets=[BATCH_SCORED])
 @fail_fast_unless_transient
-def publish(pods: list[dict[str, Any]], scored: Any, outlet_events=None) -> dict[str, Any]:
-    """Emit ``batch_scored`` with the MLflow runs and the counts in its ``extra``."""
+def publish(pods: list[dict[str, Any]], scored: Any, rejected: list[dict[str, Any]], outlet_events=None) -> dict[str, Any]:
+    """Emit ``batch_scored`` with the MLflow runs and the counts in its ``extra`` (and what was rejected)."""
     from detectops.batch import steps
 
-    extra = steps.scored_extra(pods, list(scored))
+    extra = steps.scored_extra(pods, list(scored), rejected)
     outlet_events[BATCH_SCORED].extra = extra
     print(f"scored: {extra}")
     return extra
+
+
+@task
+@fail_fast_unless_transient
+def check_rejected(extra: dict[str, Any]) -> None:
+    """Fail the run (it notifies) if any job was rejected: after the good ones were scored and published."""
+    from detectops.batch import steps
+
+    steps.check_rejected(extra)
