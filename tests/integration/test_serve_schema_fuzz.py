@@ -10,8 +10,8 @@ accepted, invalid ones rejected; a 405 with ``Allow`` for an undeclared method.
 The schema states two things JSON Schema cannot check, and this file teaches them to the
 generator: a ``format: byte`` / ``binary`` value is an image, and a raw tensor's rows have one
 width. Bounded and reproducible: a fixed number of examples, derandomized (the same cases on
-every run). About 1,000 requests; 30-50 s on two slow cores, a third of it Schemathesis
-building its coverage cases at collection.
+every run). About 1,000 requests; ~45 s on two busy cores: ~15-20 s Schemathesis building
+its coverage cases at collection, ~10 s the tiny model and the server, ~12 s the requests.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from detectops.serve import ServeSettings, create_app
 from tests.support.services import free_port, wait_http
 from tests.support.tiny_detector import make_tiny_detector
 
-pytestmark = [pytest.mark.integration]
+pytestmark = pytest.mark.slow  # a real uvicorn and ~1,000 requests; no outside service
 
 MAX_EXAMPLES = 30  # per operation and mode in the fuzzing phase; the examples and coverage phases add theirs
 MAX_INSTANCES = 3
@@ -66,6 +66,7 @@ CONFIG = schemathesis.Config.from_dict({
                "fuzzing": {"enabled": True}, "stateful": {"enabled": False}},
     "checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}},
     "request-timeout": 30,
+    "cache": {"enabled": False},  # no .schemathesis/ of failed cases in the working tree
 })
 
 
@@ -80,7 +81,8 @@ schemathesis.openapi.format("byte", IMAGES.map(lambda data: base64.b64encode(dat
 schemathesis.openapi.format("binary", IMAGES)
 
 # The schema is read at collection (the app builds it without loading a model); the fixture
-# checks that the live server serves this very schema.
+# checks that the live server serves this very schema. (Schemathesis 4.32's lazy loader,
+# ``schemathesis.pytest.from_fixture``, fails under pytest 9.2: it sets ``node._nodeid``.)
 SCHEMA = create_app(_settings(Path("unused"))).openapi()
 schema = schemathesis.openapi.from_dict(SCHEMA, config=CONFIG)
 
