@@ -16,6 +16,7 @@ from detectops.data.landing import (
     DOORBELL, LandedBatch, LandingError, check_location, collect_batches, drop_batch, ingested_hashes, land,
     mark_ingested,
 )
+from tests.support.http_stub import send_json
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +124,7 @@ class _FakeAirflow(BaseHTTPRequestHandler):
     requests: list = []
 
     def _reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def _body(self):
         return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")

@@ -21,6 +21,7 @@ from detectops.deploy import DeploymentRolledBack, DeploySpec, rbac_manifests, s
 from detectops.deploy import rollout, smoke
 from detectops.deploy.rollout import Revision, RolloutFailed, pod_problem
 from detectops.errors import DeployError
+from tests.support.http_stub import send_json
 
 IMAGE = "127.0.0.1:5000/detectops/detector@sha256:" + "ab" * 32
 SPEC = DeploySpec(model_name="detector", model_version="7", image=IMAGE, namespace="ns")
@@ -377,12 +378,7 @@ class _Service(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def do_GET(self) -> None:
         self._send(200 if self.path == "/readyz" else 404, {"status": "ready"})

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.support.http_stub import send_json
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "ci" / "trigger_level2.py"
@@ -40,12 +41,7 @@ class FakeAirflow:
 def _handler(fake: FakeAirflow):
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, code: int, body) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, body)
 
         def _handle(self, method: str) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
