@@ -52,7 +52,25 @@ def test_the_demo_budget_does_not_grow_with_the_dataset():
     plan = epoch_plan(10_000, demo, 1)
     assert plan.index.shape == (64, 16) and len(set(plan.index.ravel().tolist())) == 64 * 16
     assert plan.index.max() > 5_000  # sampled from the whole split, not its first images
-    assert demo.eval_max_images == 200
+    assert demo.eval_max_images == 200 and demo.max_train_images == 2048  # memory stays flat too
+
+
+def test_a_capped_split_is_a_seeded_sample_of_the_whole_split(tmp_path):
+    from detectops.data.synthetic import SYNTHETIC_LABEL_MAP, SyntheticSpec, generate_synthetic
+    from detectops.train.inputs import load_split
+
+    generate_synthetic(tmp_path / "ds", SyntheticSpec(num_images=40, seed=3))
+    label_map = SYNTHETIC_LABEL_MAP
+    config = TrainConfig.tiny()
+    whole = load_split(tmp_path / "ds", label_map, config)
+    capped = load_split(tmp_path / "ds", label_map, config, max_images=10)
+    again = load_split(tmp_path / "ds", label_map, config, max_images=10)
+    assert len(whole) == 40 and len(capped) == 10
+    assert np.array_equal(capped.image_ids, again.image_ids)  # seeded: a resumed pod loads the same images
+    assert capped.image_ids.max() > whole.image_ids[19]  # drawn from the whole split, not its first images
+    position = {int(i): k for k, i in enumerate(whole.image_ids)}
+    for k, image_id in enumerate(capped.image_ids):
+        np.testing.assert_array_equal(capped.images[k], whole.images[position[int(image_id)]])
 
 
 def test_train_config_json_round_trip_presets_and_errors():

@@ -112,7 +112,11 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def load_split(root: str | Path, label_map: dict[int, str], config: TrainConfig, *, max_images: int = 0) -> Split:
-    """Decode, resize and encode one COCO split; refuses categories outside ``label_map``."""
+    """Decode, resize and encode one COCO split; refuses categories outside ``label_map``.
+
+    ``max_images``: at most this many, a sample seeded by ``config.seed`` over the whole split (in
+    the split's order), not its first images: a dataset version lists older batches first.
+    """
     import tensorflow as tf
 
     from detectops.train.model import resize_images
@@ -130,7 +134,10 @@ def load_split(root: str | Path, label_map: dict[int, str], config: TrainConfig,
     if renamed:
         raise TrainingDataError(f"{root}: category names differ from the label map (id: (dataset, label map)): {renamed}.")
 
-    images_meta = dataset.images[:max_images] if max_images else dataset.images
+    images_meta = dataset.images
+    if max_images and len(images_meta) > max_images:
+        keep = np.sort(np.random.default_rng([config.seed, len(images_meta)]).choice(len(images_meta), max_images, replace=False))
+        images_meta = [images_meta[i] for i in keep]
     by_image = dataset.annotations_by_image()
     size, grid, n = config.input_size, config.grid_size, len(images_meta)
     out_images = np.zeros((n, size, size, 3), np.uint8)

@@ -243,7 +243,7 @@ def train(
     tf.config.experimental.enable_op_determinism()
 
     started = time.monotonic()
-    train_split = load_split(split_dir(dataset_dir, TRAIN_SPLIT), label_map, config)
+    train_split = load_split(split_dir(dataset_dir, TRAIN_SPLIT), label_map, config, max_images=config.max_train_images)
     val_split = load_split(split_dir(dataset_dir, VAL_SPLIT), label_map, config, max_images=config.eval_max_images)
     log(f"loaded {len(train_split)} train and {len(val_split)} val images at {config.input_size}px "
         f"in {time.monotonic() - started:.1f} s")
