@@ -32,7 +32,9 @@ model it concerns (events for other models are ignored).
    **promote**: `champion` moves, the old one keeps `previous`.
 8. **report** — the run's note: promoted, not promoted (why, with the numbers), or nothing to retrain.
 
-Aliases and namespace are Params, so level 2 can run this DAG in staging with its own alias.
+Aliases and namespace are Params, so level 2 runs this DAG in staging (`detectops-staging`): the
+gate compares with `champion_alias`, the deploy moves `promote_alias` (`staging`), the pipeline
+image is the commit's, and `ingest_new_batches=false` retrains on the current dataset version.
 Connections: `mlflow_default`, `detectops_registry`, `kubernetes_default`, `detectops_airflow_api`.
 """
 
@@ -94,7 +96,10 @@ def detectops_level1_training():
     infra = t.infra_validate(image, registered)
     verdict = t.gate(evaluation, infra, registered)
     spec = t.deploy_spec(verdict, image, registered)
-    deployed = deploy_group(spec, group_id="deploy")
+    # Staging runs (level 2) move their own alias (`staging`); production runs move the champion.
+    deployed = deploy_group(spec, group_id="deploy",
+                            promote_alias="{{ params.promote_alias or params.champion_alias }}",
+                            previous_alias="{{ params.previous_alias }}")
     promoted = XComArg(deployed.children["deploy.promote"])
     t.report(collected, validated, version, evaluation, verdict, promoted)
 

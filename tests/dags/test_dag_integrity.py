@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 HEAVY_MODULES = ("tensorflow", "great_expectations", "mlflow", "keras", "pycocotools", "docker")
 EXPECTED_DAGS = {"detectops_level0_manual", "detectops_level1_training", "detectops_rollback", "detectops_monitoring",
-                 "detectops_batch_inference"}
+                 "detectops_batch_inference", "detectops_level2_cicd"}
 
 PARSE_PROBE = r"""
 import json, sys, time
@@ -96,10 +96,21 @@ def test_every_dag_is_documented_tagged_and_not_catching_up(parsed):
         assert dag["catchup"] is False, f"{dag_id} would backfill"
 
 
+#: Tasks that run once on purpose, and why.
+RUN_ONCE = {
+    # Airflow's task runner fails a TriggerDagRunOperator whose run id exists, so a retry could
+    # only fail; the triggered level-1 run retries its own transient faults.
+    ("detectops_level2_cicd", "staging"),
+}
+
+
 def test_every_task_has_an_owner_and_retries(parsed):
     for dag_id, dag in parsed["dags"].items():
         for task_id, task in dag["tasks"].items():
             assert task["owner"] not in ("", "airflow"), f"{dag_id}.{task_id} has no owner"
+            if (dag_id, task_id) in RUN_ONCE:
+                assert task["retries"] == 0, f"{dag_id}.{task_id} is listed as run-once but retries"
+                continue
             assert task["retries"] >= 1, f"{dag_id}.{task_id} never retries"
 
 
@@ -178,3 +189,23 @@ def test_batch_inference_runs_on_the_unlabelled_batch_asset_scores_in_pods_and_e
     assert [t for t, v in tasks.items() if v["outlets"]] == ["publish"]
     # Rejected jobs fail the run only after the good ones were published.
     assert tasks["check_rejected"]["upstream"] == ["publish"]
+
+
+def test_level2_tests_before_staging_and_releases_the_canary_under_the_model_lock(parsed):
+    dag = parsed["dags"]["detectops_level2_cicd"]
+    assert dag["schedule"] == "NullTimetable"  # CI (REST API) and people trigger it
+    tasks = dag["tasks"]
+    assert tasks["tests"]["operator"] == "KubernetesPodOperator"
+    assert tasks["check_tests"]["upstream"] == ["tests"]
+    # Nothing is staged before the tests passed; staging is level 1 itself, waited for.
+    assert tasks["staging_conf"]["upstream"] == ["build", "check_tests"]
+    assert tasks["staging"]["operator"] == "TriggerDagRunOperator"
+    assert tasks["staged_version"]["upstream"] == ["build", "staging"]
+    # The canary stage holds the model's Lease, released whatever happened.
+    assert tasks["acquire_lock"]["setup"] and tasks["release_lock"]["teardown"]
+    assert "acquire_lock" in tasks["start_canary"]["upstream"]
+    assert tasks["approval"]["operator"] == "ApprovalOperator"
+    assert set(tasks["promote"]["upstream"]) == {"approval", "route", "canary_plan", "build"}
+    assert tasks["promote"]["trigger_rule"] == "none_failed_min_one_success"
+    assert tasks["roll_back"]["trigger_rule"] == "all_done" and "promote" in tasks["roll_back"]["upstream"]
+    assert tasks["report"]["trigger_rule"] == "all_done"

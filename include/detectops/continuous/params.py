@@ -36,7 +36,9 @@ def _params(Param: Any) -> dict[str, Any]:
                            description="{category id: name}. A batch with another class is rejected: a new class means a new model."),
         "namespace": Param("detectops-shapes", type="string", title="Kubernetes namespace of the model's service"),
         "deployment": Param("shapes-detector", type="string", title="Deployment (and Service) name"),
-        "champion_alias": Param("champion", type="string", title="Alias that serves (moves only after the smoke test)"),
+        "champion_alias": Param("champion", type="string", title="Alias that serves: the gate's baseline and the warm start"),
+        "promote_alias": Param("", type="string", title="Alias a deployed candidate takes (empty: the champion alias)",
+                               description="Moves only after the smoke test. Level 2's staging runs set `staging`."),
         "candidate_alias": Param("challenger", type="string", title="Alias of a candidate that passed the gate"),
         "previous_alias": Param("previous", type="string", title="Alias the replaced champion keeps, for rollback"),
         "train_config": Param("demo", type="string", title="Training configuration",
@@ -44,6 +46,8 @@ def _params(Param: Any) -> dict[str, Any]:
         "pipeline_image": Param("", type="string", title="Pipeline image (empty: the Variable, else this code's image)"),
         "warm_start": Param(True, type="boolean", title="Warm-start from the champion when it can be",
                             description="Only from a champion this pipeline trained with the same label map and network shape."),
+        "ingest_new_batches": Param(True, type="boolean", title="Ingest landed batches",
+                                    description="False: leave the landing area alone and train on the current dataset version (level 2's staging runs)."),
         "retrain_unchanged": Param(False, type="boolean", title="Retrain even if the data did not change"),
         # 0.9: a new domain (darker photos, smaller objects) measures 0.6-0.85 and should be
         # trained on; above 0.9 the distributions barely overlap, which is more often a broken

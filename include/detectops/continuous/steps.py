@@ -63,8 +63,12 @@ def collect_batches(events: list[dict[str, Any]], params: dict[str, Any], *, tra
     model = params["model_name"]
     mine = [e for e in events if (e.get("extra") or {}).get("model", model) == model]
     ignored = len(events) - len(mine)
-    batches = landing.collect_batches(mine, landing_dir=settings.landing_dir(), allow_roots=landing.allowed_roots(),
-                                      tracking_uri=tracking_uri)
+    if params.get("ingest_new_batches", True):
+        batches = landing.collect_batches(mine, landing_dir=settings.landing_dir(), allow_roots=landing.allowed_roots(),
+                                          tracking_uri=tracking_uri)
+    else:  # a staging run: the landing area belongs to production's runs
+        print("ingest_new_batches is off: training on the current dataset version, the landing area is left alone")
+        batches = []
     reasons = sorted({str((e.get("extra") or {}).get("reason", "")) for e in mine if (e.get("extra") or {}).get("reason")})
     # Drift events (the monitoring DAG) carry evidence, not data: the note names it.
     drift = [{k: e["extra"].get(k) for k in ("model_version", "drifted_features", "drift_share", "monitoring_run_id")}
@@ -514,7 +518,8 @@ def run_note(params: dict[str, Any], *, collected=None, validated=None, version=
         lines.append(f"- gate: {', '.join(verdict.get('reasons', []))}")
     elif verdict and verdict.get("passed") and deployed:
         outcome = "promoted"
-        lines.append(f"- {params['champion_alias']} is now v{deployed.get('model_version')}, serving in "
+        lines.append(f"- {params.get('promote_alias') or params['champion_alias']} is now "
+                     f"v{deployed.get('model_version')}, serving in "
                      f"{params['namespace']}/{params['deployment']}")
     elif verdict and verdict.get("passed"):
         outcome = "deploy failed"

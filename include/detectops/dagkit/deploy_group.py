@@ -14,6 +14,7 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import TaskGroup, XComArg, task
 
+from detectops.dagkit.model_lock import DEFAULT_LOCK_WAIT_S, acquire_model_lock, lock_holder, release_model_lock
 from detectops.orchestration import (
     KUBERNETES_CONN_ID,
     MLFLOW_CONN_ID,
@@ -23,15 +24,6 @@ from detectops.orchestration import (
 
 #: Where KubernetesPodOperator's sidecar reads a pod's XCom.
 XCOM_FILE = "/airflow/xcom/return.json"
-#: How long a run waits for another run's change to the same model before it gives up.
-DEFAULT_LOCK_WAIT_S = 3600
-#: Seconds between two attempts to take the model's Lease (the sensor frees its worker slot between them).
-LOCK_POKE_S = 15
-
-
-def _holder(context: dict[str, Any]) -> str:
-    """Who holds the model's Lease: this DAG run (its tasks share it; another run waits)."""
-    return f"{context['dag'].dag_id}/{context['run_id']}"
 
 
 def deploy_group(
@@ -75,8 +67,8 @@ def deploy_group(
        once if the deployer rolled back. Pushes the reason as XCom ``verdict`` when it fails.
     6. ``promote`` (only if ``promote_alias`` is not None) — after the smoke test passed:
        ``detectops.registry.promote`` moves ``promote_alias`` to the version and the old one to
-       ``previous_alias``. ``promote_alias`` may be a template (``"{{ params.alias }}"``);
-       rendered empty, nothing is moved.
+       ``previous_alias``. Both may be templates (``"{{ params.alias }}"``); ``promote_alias``
+       rendered empty moves nothing.
     7. ``reject`` — trigger rule ``one_failed`` on deploy/smoke_test: if there is a verdict on
        the version (rolled back, or failed the smoke test), puts the cluster back on the revision
        the deploy replaced when the new one still serves, and records the reason with
@@ -110,22 +102,6 @@ def deploy_group(
             prepare_namespace(checked.namespace, kube_config=kube_config_path(kubernetes_conn_id))
             return checked.to_dict()
 
-        @task.sensor(poke_interval=LOCK_POKE_S, timeout=lock_wait_s, mode="reschedule")
-        @fail_fast_unless_transient
-        def acquire_lock(spec: dict, **context) -> bool:
-            from detectops.deploy.kube import connect
-            from detectops.deploy.lock import try_acquire
-            from detectops.orchestration import kube_config_path
-
-            holder = _holder(context)
-            state = try_acquire(connect(kube_config_path(kubernetes_conn_id)), spec["model_name"], holder)
-            if state.holder != holder:
-                print(f"model {spec['model_name']!r} is being changed by {state.holder} "
-                      f"(Lease {state.lease}, until {state.expires_at}); waiting")
-                return False
-            print(f"holding the deploy lock of {spec['model_name']!r} (Lease {state.lease})")
-            return True
-
         @task
         @fail_fast_unless_transient
         def ship_logs(spec: dict, **context) -> dict:
@@ -135,11 +111,11 @@ def deploy_group(
             from detectops.orchestration import kube_config_path, mlflow_tracking_uri
 
             return ship_before_removal(connect(kube_config_path(kubernetes_conn_id)), spec,
-                                       tracking_uri=mlflow_tracking_uri(mlflow_conn_id), holder=_holder(context))
+                                       tracking_uri=mlflow_tracking_uri(mlflow_conn_id), holder=lock_holder(context))
 
         prepared = prepare(spec)
         spec_of = f"ti.xcom_pull(task_ids='{prepared.operator.task_id}')"
-        locked = acquire_lock(prepared)
+        locked = acquire_model_lock(kubernetes_conn_id=kubernetes_conn_id, lock_wait_s=lock_wait_s)(prepared)
         shipped = ship_logs(prepared)
         locked >> shipped
 
@@ -185,17 +161,17 @@ def deploy_group(
 
             @task
             @fail_fast_unless_transient
-            def promote(spec: dict, smoke: dict, alias: str, **context) -> dict:
+            def promote(spec: dict, smoke: dict, alias: str, previous: str, **context) -> dict:
                 from detectops.deploy.release import promote_version
                 from detectops.orchestration import kube_config_path, mlflow_tracking_uri
 
                 if not alias:
                     return {"model_name": spec["model_name"], "model_version": spec["model_version"], "alias": None}
-                return promote_version(spec, alias=alias, previous_alias=previous_alias,
+                return promote_version(spec, alias=alias, previous_alias=previous or "previous",
                                        tracking_uri=mlflow_tracking_uri(mlflow_conn_id),
-                                       kube_config=kube_config_path(kubernetes_conn_id), holder=_holder(context))
+                                       kube_config=kube_config_path(kubernetes_conn_id), holder=lock_holder(context))
 
-            promoted = promote(prepared, smoked, promote_alias)
+            promoted = promote(prepared, smoked, promote_alias, previous_alias)
 
         @task(trigger_rule="one_failed")
         @fail_fast_unless_transient
@@ -214,20 +190,12 @@ def deploy_group(
                     "nothing recorded, see the failed task's log")
             return reject_version(spec, verdict, deployed=ti.xcom_pull(task_ids=deploy_id), stage=reject_stage,
                                   tracking_uri=mlflow_tracking_uri(mlflow_conn_id),
-                                  kube_config=kube_config_path(kubernetes_conn_id), holder=_holder(context))
+                                  kube_config=kube_config_path(kubernetes_conn_id), holder=lock_holder(context))
 
         rejected = reject()
         [deploy, smoked] >> rejected
 
-        @task
-        def release_lock(spec: dict, **context) -> bool:
-            from detectops.deploy.kube import connect
-            from detectops.deploy.lock import release
-            from detectops.orchestration import kube_config_path
-
-            return release(connect(kube_config_path(kubernetes_conn_id)), spec["model_name"], _holder(context))
-
-        released = release_lock(prepared)
+        released = release_model_lock(kubernetes_conn_id=kubernetes_conn_id)(prepared)
         [rejected, promoted or smoked] >> released
         released.as_teardown(setups=locked)
     return group
