@@ -42,7 +42,6 @@ def staging_run_id(run_id: str) -> str:
 
 def checkout(params: dict[str, Any], *, work_root: Path | None = None) -> dict[str, Any]:
     """A clean checkout of ``params['commit_sha']`` from ``params['repo']``."""
-    from detectops.build.commit import checkout_commit
     from detectops.errors import BuildError
 
     sha, repo = (params.get("commit_sha") or "").strip().lower(), (params.get("repo") or "").strip()
@@ -52,6 +51,8 @@ def checkout(params: dict[str, Any], *, work_root: Path | None = None) -> dict[s
     if not repo:
         raise BuildError("no repo: pass the git URL the commit can be fetched from (Param `repo`, or set "
                          "DETECTOPS_REPO_URL for the default)")
+    from detectops.build.commit import checkout_commit
+
     root = work_root or settings.work_dir() / "level2"
     return checkout_commit(repo, sha, root / sha)
 
