@@ -11,7 +11,7 @@ end-to-end test against the live Airflow:
 1. ``POST {url}/auth/token`` {"username", "password"} -> a JWT (``access_token``);
 2. ``GET {url}/api/v2/dags/{dag_id}``: the DAG exists (and is it paused? ``--unpause``);
 3. ``POST {url}/api/v2/dags/{dag_id}/dagRuns`` {"dag_run_id", "logical_date": null,
-   "conf": {"commit_sha", "ref", "repo"}, "note"};
+   "conf": {"commit_sha", "ref", "repo"[, "require_approval"]}, "note"};
 4. with ``--wait``: ``GET .../dagRuns/{dag_run_id}`` until the run is ``success`` or ``failed``.
 
 Prints ``dag_run_id=...`` and ``url=...`` (the run in the Airflow UI) on stdout, and appends
@@ -220,6 +220,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the repository's git URL ($DETECTOPS_REPO_URL, else $GITHUB_SERVER_URL/$GITHUB_REPOSITORY.git)")
     p.add_argument("--dag-id", default=DAG_ID)
     p.add_argument("--run-id", help="the DAG run id (default ci__<sha12>__<UTC time>)")
+    p.add_argument("--require-approval", action="store_true",
+                   help="the run waits for a person to approve the promotion (Required Actions / REST API)")
     p.add_argument("--unpause", action="store_true", help="unpause the DAG if it is paused")
     p.add_argument("--wait", action="store_true", help="wait for the run to finish; exit 1 unless it succeeded")
     p.add_argument("--timeout", type=float, default=7200, help="seconds --wait waits (default 7200)")
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     af = Airflow(args.url, args.username, args.password, attempts=args.attempts, backoff=args.backoff)
     conf = {"commit_sha": args.sha, "ref": args.ref, "repo": args.repo}
+    if args.require_approval:
+        conf["require_approval"] = True
     run_id = args.run_id or new_run_id(args.sha)
     note = f"Triggered by CI: {args.repo} @ {args.sha[:12]} ({args.ref})"
     try:

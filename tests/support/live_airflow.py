@@ -158,6 +158,19 @@ LEVEL1_TEST_DEFAULTS = {
     "max_class_ap_drop": 0.3, "max_slice_ap_drop": 0.3, "p95_latency_ms_budget": 1000.0,
 }
 
+#: Level 2 in the test Airflow: the level-1 test model, staging trains the same small network,
+#: and the canary is judged over 15-second windows (Prometheus scrapes every 5 s in tests).
+LEVEL2_TEST_DEFAULTS = {
+    "model_name": LEVEL1_TEST_DEFAULTS["model_name"],
+    "namespace": LEVEL1_TEST_DEFAULTS["namespace"],
+    "deployment": LEVEL1_TEST_DEFAULTS["deployment"],
+    "staging_namespace": "detectops-e2e-staging",
+    "staging_train_config": LEVEL1_TEST_DEFAULTS["train_config"],
+    "staging_map_margin": LEVEL1_TEST_DEFAULTS["map_margin"],
+    "window_s": 15, "warmup_s": 10, "windows": 2, "max_failed_windows": 2, "max_windows": 5, "min_requests": 10,
+    "load_rate_per_s": 6.0,
+}
+
 
 @pytest.fixture(scope="session")
 def live_airflow(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[LiveAirflow]:
@@ -175,7 +188,8 @@ def live_airflow(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -
                 home, connections={"mlflow_default": mlflow_server, **infra_connections()},
                 extra={"DETECTOPS_WORK": str(work), "DETECTOPS_LANDING_DIR": str(landing),
                        "DETECTOPS_LEVEL1_CRON": LEVEL1_CRON,
-                       "DETECTOPS_LEVEL1_DEFAULTS": json.dumps(LEVEL1_TEST_DEFAULTS)}))
+                       "DETECTOPS_LEVEL1_DEFAULTS": json.dumps(LEVEL1_TEST_DEFAULTS),
+                       "DETECTOPS_LEVEL2_DEFAULTS": json.dumps(LEVEL2_TEST_DEFAULTS)}))
         except ServiceStartError as exc:
             pytest.skip(f"a live Airflow could not start ({exc}). Install the requirements "
                         "(`pip install -r requirements.txt`); `scripts/services/airflow.sh start` starts "

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from detectops.cicd import notes, release, steps
+from detectops.cicd.notes import STAGES
 from detectops.cicd.params import THRESHOLD_PARAMS, level2_params
-from detectops.cicd.tasks import STAGES
 from detectops.errors import BuildError, DeployError, DetectOpsError
 
 

@@ -165,6 +165,9 @@ def test_options_override_the_environment(airflow):
     assert proc.returncode == 0, proc.stderr
     assert airflow.runs["ci__by_hand"]["conf"] == {"commit_sha": other, "ref": "refs/heads/release",
                                                    "repo": "file:///srv/detectops.git"}
+    proc = run_script(airflow.url, "--sha", other, "--run-id", "ci__approved", "--require-approval")
+    assert proc.returncode == 0, proc.stderr
+    assert airflow.runs["ci__approved"]["conf"]["require_approval"] is True
 
 
 def test_transient_503s_are_retried_with_backoff(airflow):

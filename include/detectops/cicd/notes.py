@@ -8,6 +8,11 @@ from typing import Any
 from detectops.errors import DetectOpsError
 
 PROMOTED, ROLLED_BACK = "promoted", "rolled back"
+#: The tasks whose failure names the outcome of a run that did not release, in pipeline order.
+STAGES = (("checkout", "checkout failed"), ("build", "build failed"), ("tests", "tests failed"),
+          ("check_tests", "tests failed"), ("staging", "staging failed"), ("staged_version", "staging failed"),
+          ("canary_plan", "canary failed"), ("start_canary", "canary failed"), ("analyse", "canary failed"),
+          ("promote", "promotion failed"))
 
 
 def outcome_of(states: Mapping[str, str], results: Mapping[str, Any],
@@ -65,7 +70,7 @@ def run_note(outcome: str, reason: str, params: Mapping[str, Any], results: Mapp
 
 
 def report(dag_id: str, run_id: str, params: Mapping[str, Any], *, states: Mapping[str, str],
-           results: Mapping[str, Any], stages: Sequence[tuple[str, str]], tracking_uri: str) -> dict[str, Any]:
+           results: Mapping[str, Any], tracking_uri: str, stages: Sequence[tuple[str, str]] = STAGES) -> dict[str, Any]:
     from detectops.airflow_api import from_connection
     from detectops.cicd import release
 

@@ -13,13 +13,6 @@ from airflow.sdk import get_current_context, task
 from detectops.dagkit.model_lock import lock_holder
 from detectops.orchestration import fail_fast_unless_transient
 
-#: The tasks whose failure names the outcome of a run that did not release, in pipeline order.
-STAGES = (("checkout", "checkout failed"), ("build", "build failed"), ("tests", "tests failed"),
-          ("check_tests", "tests failed"),
-          ("staging", "staging failed"), ("staged_version", "staging failed"), ("canary_plan", "canary failed"),
-          ("start_canary", "canary failed"), ("analyse", "canary failed"), ("promote", "promotion failed"))
-
-
 def _params() -> dict[str, Any]:
     return dict(get_current_context()["params"])
 
@@ -169,4 +162,4 @@ def report(**context) -> dict[str, Any]:
     pulled = {name: ti.xcom_pull(task_ids=name) for name in
               ("checkout", "build", "check_tests", "staged_version", "canary_plan", "analyse", "approval", "promote", "roll_back")}
     return notes.report(dag_run.dag_id, dag_run.run_id, _params(), states=states, results=pulled,
-                        stages=STAGES, tracking_uri=mlflow_tracking_uri())
+                        tracking_uri=mlflow_tracking_uri())
