@@ -124,6 +124,18 @@ def test_the_stable_spec_is_read_from_the_serving_deployment_and_a_missing_one_s
     def missing(name, ns):
         raise ApiException(status=404)
 
+    # a Deployment that records its spec gives it back exactly (score threshold, env, resources)
+    from detectops.deploy.manifests import serving_manifests
+    from detectops.deploy.spec import DeploySpec
+
+    deployed = DeploySpec(model_name="shapes-detector", model_version="6", image=image, namespace=PARAMS["namespace"],
+                          deployment=PARAMS["deployment"], score_threshold=0.45, env={"DETECTOPS_X": "1"},
+                          min_detections=0)
+    dep, _ = serving_manifests(deployed)
+    kube = SimpleNamespace(apps=SimpleNamespace(read_namespaced_deployment=lambda name, ns: _deployment(
+        {**notes_, **dep["metadata"]["annotations"]}, replicas=3)))
+    assert steps.stable_spec(PARAMS, kube=kube) == deployed.with_changes(replicas=3).to_dict()
+
     with pytest.raises(DeployError, match="Deploy it first"):
         steps.stable_spec(PARAMS, kube=SimpleNamespace(apps=SimpleNamespace(read_namespaced_deployment=missing)))
 

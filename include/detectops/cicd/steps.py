@@ -156,6 +156,7 @@ def stable_spec(params: dict[str, Any], *, kube: Any) -> dict[str, Any]:
     """The production stable track as it serves now (read from its Deployment), as a ``DeploySpec`` dict."""
     from kubernetes.client.rest import ApiException
 
+    from detectops.deploy.manifests import SPEC_ANNOTATION
     from detectops.deploy.spec import DeploySpec
 
     namespace, name = params["namespace"], params["deployment"]
@@ -169,6 +170,9 @@ def stable_spec(params: dict[str, Any], *, kube: Any) -> dict[str, Any]:
     notes = dep.metadata.annotations or {}
     if dep.metadata.labels.get("detectops.io/track", "stable") != "stable":
         raise DeployError(f"{namespace}/{name} is not a stable track")
+    if notes.get(SPEC_ANNOTATION):  # exactly what was deployed
+        return DeploySpec.from_json(notes[SPEC_ANNOTATION]).with_changes(replicas=int(dep.spec.replicas or 1)).to_dict()
+    # Deployed before the spec was recorded on the Deployment: its recorded version and image.
     return DeploySpec(model_name=notes.get("detectops.io/model-name", params["model_name"]),
                       model_version=notes["detectops.io/model-version"], image=notes["detectops.io/image"],
                       namespace=namespace, deployment=name, replicas=int(dep.spec.replicas or 1),

@@ -39,6 +39,10 @@ def image_digest_of(image: str) -> str:
     return image.split("@", 1)[1] if "@" in image else ""
 
 
+#: Annotation of a serving Deployment holding its ``DeploySpec`` as JSON.
+SPEC_ANNOTATION = "detectops.io/spec"
+
+
 def serving_manifests(spec: DeploySpec, *, progress_deadline_s: int = 300) -> tuple[dict[str, Any], dict[str, Any]]:
     """The serving (Deployment, Service) of ``spec``."""
     r = spec.resources
@@ -56,6 +60,9 @@ def serving_manifests(spec: DeploySpec, *, progress_deadline_s: int = 300) -> tu
     for key, value in spec.container_env().items():
         known[key] = {"name": key, "value": str(value)}
     container["env"] = list(known.values())
+    # The whole spec on the Deployment (not on its pods: changing it must not restart them), so a
+    # canary or a promotion can start from exactly what serves (``detectops.cicd.steps.stable_spec``).
+    deployment["metadata"].setdefault("annotations", {})[SPEC_ANNOTATION] = spec.to_json()
     return deployment, service
 
 
