@@ -23,13 +23,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.test_level1_training import Level1, _batch, _mlflow, _token
+from tests.support.scratch_repo import GOOD_EDIT, SLOW_EDIT, ScratchRepo
 from tests.support.live_airflow import LEVEL1_TEST_DEFAULTS, LEVEL2_TEST_DEFAULTS, LiveAirflow, live_airflow  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,40 +42,6 @@ NAMESPACE = LEVEL2_TEST_DEFAULTS["namespace"]
 DEPLOYMENT = LEVEL2_TEST_DEFAULTS["deployment"]
 RUN_TIMEOUT_S = 20 * 60
 PHOTO = REPO / "include" / "detectops" / "deploy" / "data" / "astronaut.jpg"
-
-
-def _git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@detectops.test",
-           "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@detectops.test"}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
-    return done.stdout.strip()
-
-
-class Repo:
-    """A bare clone of this repository (what level 2 fetches from) and a working clone to commit in."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.bare, self.work = tmp / "detectops.git", tmp / "work"
-        head = _git("rev-parse", "HEAD", cwd=REPO)
-        _git("clone", "--quiet", "--bare", "--no-hardlinks", str(REPO), str(self.bare), cwd=tmp)
-        _git("clone", "--quiet", str(self.bare), str(self.work), cwd=tmp)
-        _git("checkout", "--quiet", "-B", "main", head, cwd=self.work)
-        self.base = head
-
-    def commit(self, branch: str, message: str, edits: dict[str, tuple[str, str]]) -> str:
-        """A commit on ``branch`` (from the base commit) replacing ``old`` by ``new`` in each file; pushed."""
-        _git("checkout", "--quiet", "-B", branch, self.base, cwd=self.work)
-        for rel, (old, new) in edits.items():
-            path = self.work / rel
-            text = path.read_text() if path.exists() else ""
-            assert old in text, f"{rel} no longer contains {old!r}: update the scenario's edit"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text.replace(old, new, 1))
-            _git("add", rel, cwd=self.work)
-        _git("commit", "--quiet", "-m", message, cwd=self.work)
-        _git("push", "--quiet", "--force", "origin", branch, cwd=self.work)
-        return _git("rev-parse", "HEAD", cwd=self.work)
 
 
 class Level2(Level1):
@@ -161,7 +127,7 @@ def level2(live_airflow: LiveAirflow, mlflow_server: str, tmp_path_factory):  # 
         drop_batch(_batch(tmp_path_factory.mktemp("batches"), "first", seed=11, num_images=240), api.landing)
         run = api.wait_new_run(before, dag_id=LEVEL1, run_type="asset_triggered", timeout=300)
         api.assert_success(api.wait_done(run.dag_run_id, dag_id=LEVEL1), run.dag_run_id, dag_id=LEVEL1)
-    api.repo = Repo(tmp_path_factory.mktemp("git"))
+    api.repo = ScratchRepo(tmp_path_factory.mktemp("git"))
     yield api
     for dag_id in (LEVEL1, DAG_ID):
         api.dags.patch_dag(dag_id, api.af.DAGPatchBody(is_paused=True))
@@ -181,8 +147,7 @@ def test_1_a_good_commit_is_tested_staged_canaried_approved_and_promoted(level2:
     mlflow = _mlflow(level2.mlflow_uri)
     champion_before = _alias(mlflow, "champion")
     pipeline_before = level2.variable(PIPELINE_IMAGE_VARIABLE)
-    sha = level2.repo.commit("main", "Say what the serving image holds", {
-        "include/detectops/serve/__init__.py": ('"""', '"""Level-2 e2e: a harmless change.\n\n', )})
+    sha = level2.repo.commit("main", "Say what the serving image holds", GOOD_EDIT)
     approved = {}
 
     def approve_when_asked(progress: dict) -> None:
@@ -231,9 +196,7 @@ def test_2_a_commit_that_slows_the_service_is_rolled_back_by_the_canary_analysis
 
     mlflow = _mlflow(level2.mlflow_uri)
     champion_before, pipeline_before = _alias(mlflow, "champion"), level2.variable(PIPELINE_IMAGE_VARIABLE)
-    anchor = "        engine = svc.require_engine()\n        futures ="
-    sha = level2.repo.commit("bad-latency", "Regression: every model request waits 0.4 s", {
-        "include/detectops/serve/app.py": (anchor, "        await asyncio.sleep(0.4)  # the regression\n" + anchor)})
+    sha = level2.repo.commit("bad-latency", "Regression: every model request waits 0.4 s", SLOW_EDIT)
     with Traffic(level2.kube) as traffic:
         run_id, done = _run(level2, sha, "bad-latency")
     assert done.state.value == "failed"  # not released
