@@ -76,9 +76,16 @@ def test_context_has_the_repository_layout_and_nothing_else(tmp_path: Path) -> N
     assert (ctx / "include" / "k8s" / "serving" / "deployment.yaml").is_file()
     assert (ctx / "model" / "saved_model.pb").read_bytes() == b"pb"
     assert not list(ctx.rglob("__pycache__")) and not list(ctx.rglob("*.egg-info"))
-    assert {p.name for p in ctx.iterdir()} <= {"include", "model", "pyproject.toml", ".dockerignore"}
+    assert {p.name for p in ctx.iterdir()} <= {"include", "model", "pyproject.toml", ".dockerignore", "tests"}
+    assert not list((ctx / "tests").iterdir())  # the test suite only goes into a test image's context
     mode = (ctx / "model" / "saved_model.pb").stat().st_mode
     assert mode & 0o004, "the image's non-root user must be able to read the model"
+
+
+def test_the_test_images_context_carries_the_tests(tmp_path: Path) -> None:
+    ctx = assemble_context(None, tmp_path / "ctx", with_tests=True)
+    assert (ctx / "tests" / "conftest.py").is_file() and (ctx / "tests" / "unit").is_dir()
+    assert not (ctx / "model").exists() and not list(ctx.rglob("__pycache__"))
 
 
 def test_context_rejects_a_directory_that_is_not_a_saved_model(tmp_path: Path) -> None:
@@ -406,6 +413,7 @@ def test_build_and_push_labels_the_content_and_checks_again_before_pushing(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.platform
 def test_image_is_recorded_on_the_mlflow_model_version(tmp_path: Path) -> None:
     """Real MLflow client on a local SQLite store: the tags land on the model version."""
     import mlflow

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from detectops.data import CocoDataset, real_eval_set
 
 DETECTOPS = [sys.executable, "-m", "detectops.cli"]
@@ -17,6 +19,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*DETECTOPS, *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.platform
 def test_validate_prints_the_report_of_a_good_dataset():
     out = run("validate", "real-eval")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -24,6 +27,7 @@ def test_validate_prints_the_report_of_a_good_dataset():
     assert report["success"] is True
 
 
+@pytest.mark.platform
 def test_validate_names_the_broken_expectation_and_exits_2(tmp_path: Path):
     broken = tmp_path / "broken"
     shutil.copytree(real_eval_set(), broken)

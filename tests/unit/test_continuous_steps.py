@@ -79,6 +79,7 @@ def test_warm_start_only_from_a_champion_this_trainer_made_with_the_same_label_m
     assert steps.warm_start_source("shapes", PARAMS, "http://mlflow") == expected
 
 
+@pytest.mark.platform
 def test_param_defaults_can_be_overridden_per_environment(monkeypatch):
     from airflow.sdk import Param
 

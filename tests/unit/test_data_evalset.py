@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from detectops.data import CocoDataset, dataset_hash, real_eval_set
@@ -36,6 +37,7 @@ def test_real_eval_set_is_consistent():
     assert len(dataset_hash(root)) == 64
 
 
+@pytest.mark.platform
 def test_real_eval_set_passes_gx_validation():
     from detectops.quality import validate_dataset
 

@@ -95,6 +95,7 @@ def test_rest_events_are_checked_against_the_allow_list(sources, tmp_path):
     assert [b.name for b in collect_batches(mixed, landing, roots, on_bad_location="skip")] == ["b0"]
 
 
+@pytest.mark.platform
 def test_the_standard_trigger_fires_on_the_doorbell(sources, tmp_path):
     """The DAG's AssetWatcher uses FileDeleteTrigger on <landing>/READY: a drop fires it once."""
     from airflow.providers.standard.triggers.file import FileDeleteTrigger
@@ -210,6 +211,7 @@ def test_cli_land_by_file_drop(sources, tmp_path, capsys):
     assert main(["land", str(tmp_path / "nope"), "--model", "shapes", "--drop", str(landing)]) == 2
 
 
+@pytest.mark.platform
 def test_dag_helpers_validate_and_quarantine_under_the_run(sources, tmp_path, monkeypatch):
     """What the level-1 DAG calls: the batch's GX report lands under the run's work dir; a
     refused batch is kept with its verdict under the state dir's quarantine."""
@@ -229,6 +231,7 @@ def test_dag_helpers_validate_and_quarantine_under_the_run(sources, tmp_path, mo
     assert (tmp_path / "work" / "validation" / "asset_triggered__1" / "batch0" / "report.json").is_file()
 
 
+@pytest.mark.platform
 def test_a_batch_with_only_some_of_the_classes_is_accepted(tmp_path, monkeypatch):
     """A batch is part of the training data: a day of photos without triangles is still a good batch."""
     from detectops.data import SYNTHETIC_LABEL_MAP

@@ -108,6 +108,7 @@ def test_kubernetes_api_errors() -> None:
     assert not is_transient(_api_exception(403))  # RBAC: retrying does not grant it
 
 
+@pytest.mark.platform
 def test_docker_registry_errors() -> None:
     import docker.errors
     import requests
@@ -147,6 +148,7 @@ def test_deterministic_errors_stay_deterministic_even_with_a_network_cause() -> 
     assert not is_transient(_chained(DeployError("rolled back"), TimeoutError("readiness timed out")))
 
 
+@pytest.mark.platform
 def test_gx_validation_failure_is_deterministic() -> None:
     from great_expectations_provider.common.errors import GXValidationFailed
 
@@ -156,6 +158,7 @@ def test_gx_validation_failure_is_deterministic() -> None:
     assert not is_transient(_chained(DataValidationError("annotations failed"), failed))
 
 
+@pytest.mark.platform
 def test_airflow_exception_status_code_500_is_not_a_server_error() -> None:
     """AirflowException has a class attribute status_code = 500: it says nothing about HTTP."""
     from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
@@ -174,6 +177,7 @@ def test_http_status_reads_only_where_libraries_put_it() -> None:
 
 
 # -- the one decorator the DAGs' tasks use -------------------------------------------------------------
+@pytest.mark.platform
 def test_fail_fast_unless_transient_turns_deterministic_failures_into_no_retry() -> None:
     import inspect
 

@@ -11,6 +11,10 @@ from PIL import Image
 from detectops.evaluate import EvaluationResult, evaluate_model
 from tests.support.fixtures import TINY_EVAL_EXPECTED
 
+# Needs the development environment (Airflow, Great Expectations, pandas, scipy, Docker, Node, the
+# repository's scripts/): left out of the test image's run (tests/conftest.py).
+pytestmark = pytest.mark.platform
+
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):

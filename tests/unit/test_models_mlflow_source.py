@@ -15,7 +15,7 @@ from detectops.errors import ModelSourceError
 from detectops.models import Detector, fetch_model
 from tests.support.tiny_detector import make_tiny_detector
 
-pytestmark = pytest.mark.slow  # MLflow import and SQLite schema creation: ~10 s
+pytestmark = [pytest.mark.platform, pytest.mark.slow]  # MLflow import and SQLite schema creation: ~10 s
 
 
 @pytest.fixture()

@@ -60,6 +60,7 @@ def test_output_features_and_relative_box_sizes():
     assert output_features([], [], [])["mean_score"] is None
 
 
+@pytest.mark.platform
 def test_reference_rows_take_image_features_and_thresholded_detections(tiny_eval_case):
     from detectops.monitoring.reference import build_reference, summary
 
@@ -80,6 +81,7 @@ def test_reference_rows_take_image_features_and_thresholded_detections(tiny_eval
     json.dumps(s)
 
 
+@pytest.mark.platform
 def test_an_empty_dataset_has_no_reference(tmp_path):
     from detectops.data import CocoDataset
     from detectops.monitoring.reference import build_reference

@@ -9,6 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
+# Needs the development environment (Airflow, Great Expectations, pandas, scipy, Docker, Node, the
+# repository's scripts/): left out of the test image's run (tests/conftest.py).
+pytestmark = pytest.mark.platform
+
 
 @pytest.fixture()
 def receiver():

@@ -11,6 +11,10 @@ from detectops.data import SYNTHETIC_LABEL_MAP, CocoDataset, SyntheticSpec, gene
 from detectops.quality.batch import ACCEPTED, QUARANTINED, REJECTED, BatchVerdict, quarantine, validate_batch
 from detectops.quality.purpose import Purpose
 
+# Needs the development environment (Airflow, Great Expectations, pandas, scipy, Docker, Node, the
+# repository's scripts/): left out of the test image's run (tests/conftest.py).
+pytestmark = pytest.mark.platform
+
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):

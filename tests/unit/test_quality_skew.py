@@ -14,6 +14,10 @@ from detectops.quality.skew import (
     shared_histograms,
 )
 
+# Needs the development environment (Airflow, Great Expectations, pandas, scipy, Docker, Node, the
+# repository's scripts/): left out of the test image's run (tests/conftest.py).
+pytestmark = pytest.mark.platform
+
 
 def test_linf_hand_computed():
     # p = (3/4, 1/4, 0), q = (1/4, 1/4, 1/2): the largest gap is 1/2 (classes 1 and 3).

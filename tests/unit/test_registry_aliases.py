@@ -168,6 +168,7 @@ def test_rollback_target_names_the_image_to_redeploy_before_anything_moves(regis
         rollback_target(NAME)
 
 
+@pytest.mark.platform
 def test_rollback_dag_deploys_the_previous_version_before_moving_the_alias() -> None:
     """dags/detectops_rollback.py: Params for the UI/REST API, the shared deploy group, alias moved last."""
     from pathlib import Path

@@ -6,6 +6,7 @@
     <ctx>/include/detectops/...      the library (no caches, no egg-info)
     <ctx>/include/k8s/...            manifests (the deployer pod renders them)
     <ctx>/model/                     the SavedModel baked into the image
+    <ctx>/tests/                     the test suite (the ``test`` target; empty otherwise)
 
 Same layout as the repository, so ``include/docker/Dockerfile`` also builds from the repo root.
 Files are made world-readable: the image runs as a non-root user.
@@ -33,10 +34,12 @@ def _make_readable(root: Path) -> None:
         path.chmod(mode | extra)
 
 
-def assemble_context(model_dir: str | Path | None, dest: str | Path, *, include_dir: Path | None = None) -> Path:
+def assemble_context(model_dir: str | Path | None, dest: str | Path, *, include_dir: Path | None = None,
+                     with_tests: bool = False) -> Path:
     """Fill ``dest`` (an empty or missing directory) with the build context; return it.
 
-    ``model_dir=None`` makes the context of the pipeline image (the code, no model).
+    ``model_dir=None`` makes the context of the pipeline image (the code, no model);
+    ``with_tests`` adds ``tests/`` beside ``include/`` (the test image).
     """
     include_dir = Path(include_dir or settings.INCLUDE_DIR)
     model_dir = Path(model_dir) if model_dir is not None else None
@@ -53,6 +56,14 @@ def assemble_context(model_dir: str | Path | None, dest: str | Path, *, include_
     shutil.copytree(include_dir, dest / "include", ignore=_IGNORE, dirs_exist_ok=True)
     if model_dir is not None:
         shutil.copytree(model_dir, dest / "model", ignore=_IGNORE, dirs_exist_ok=True)
+    # Always a tests/ directory, empty unless asked for: Docker's classic builder (the Engine API's
+    # /build, which docker-py drives) builds every stage before the target, the test stage too.
+    (dest / "tests").mkdir(exist_ok=True)
+    if with_tests:
+        tests = include_dir.parent / "tests"
+        if not tests.is_dir():
+            raise BuildError(f"{tests} is missing: the test image needs the checkout's tests/")
+        shutil.copytree(tests, dest / "tests", ignore=_IGNORE, dirs_exist_ok=True)
     pyproject = include_dir.parent / "pyproject.toml"
     if pyproject.is_file():
         shutil.copy2(pyproject, dest / "pyproject.toml")

@@ -21,7 +21,7 @@ from detectops import settings
 from detectops.build.context import assemble_context
 from detectops.build.distribution import manifest_digest
 from detectops.build.records import ImageRef
-from detectops.build.wheelhouse import ensure_wheelhouse, serve_wheelhouse
+from detectops.build.wheelhouse import TEST_REQUIREMENTS, ensure_wheelhouse, serve_wheelhouse
 from detectops.errors import BuildError, ServiceUnavailableError
 
 log_ = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ def build_image(
     use_wheelhouse: bool = True,
     nocache: bool = False,
     include_dir: Path | None = None,
+    with_tests: bool = False,
     log: Log = log_.info,
     client=None,
 ) -> str:
@@ -136,6 +137,7 @@ def build_image(
     ``base_image`` defaults to ``DETECTOPS_BASE_IMAGE`` or the Dockerfile's official Python image.
     ``build_args`` may set MODEL_VERSION, DATASET_SHA256, GIT_COMMIT (they become OCI labels).
     ``include_dir`` replaces the checkout's ``include/`` (the library and the Dockerfile).
+    ``with_tests`` adds the checkout's ``tests/`` to the context (the ``test`` target).
     """
     tags = list(tags)
     if not tags:
@@ -151,8 +153,10 @@ def build_image(
         args["BASE_IMAGE"] = base_image
     tracker = _BuildLog(log)
     with tempfile.TemporaryDirectory(prefix="detectops-build-") as tmp:
-        ctx = assemble_context(model_dir, Path(tmp) / "context", include_dir=include_dir)
-        wheel_dir = ensure_wheelhouse(log=log) if use_wheelhouse else None
+        ctx = assemble_context(model_dir, Path(tmp) / "context", include_dir=include_dir, with_tests=with_tests)
+        # The test tools too, whatever the target: the classic builder runs the test-tools stage
+        # for later targets as well (it builds every stage before the target).
+        wheel_dir = ensure_wheelhouse(extra=(TEST_REQUIREMENTS,), log=log) if use_wheelhouse else None
         with _maybe_serve(wheel_dir) as url:
             if url:
                 args["WHEELHOUSE_URL"] = url

@@ -37,6 +37,8 @@ from detectops.fsutil import staged_dir
 log_ = logging.getLogger(__name__)
 
 RUNTIME_REQUIREMENTS = settings.INCLUDE_DIR / "docker" / "requirements-runtime.txt"
+#: The test target's tools (pytest), added to the same wheelhouse when a test image is built.
+TEST_REQUIREMENTS = settings.INCLUDE_DIR / "docker" / "requirements-test-image.txt"
 DEFAULT_PORT = 38517  # fixed so the build arg (and the pip layer's cache key) stays the same
 
 
@@ -64,30 +66,43 @@ def _platform_args() -> list[str]:
             "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
 
 
+def _download(requirements: Path, dest: Path, log: Callable[[str], None]) -> None:
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+           "--only-binary=:all:", *_platform_args(), "-r", str(requirements), "-d", str(dest)]
+    log(f"wheelhouse: downloading the wheels of {requirements.name} into {dest}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise BuildError(
+            f"could not download the image's wheels ({' '.join(cmd)}):\n{tail}\n"
+            "Check that the package index is reachable (pip config), or build without the "
+            "wheelhouse (use_wheelhouse=False) so pip inside the build uses the index."
+        )
+
+
 def ensure_wheelhouse(
     requirements: Path = RUNTIME_REQUIREMENTS,
     *,
+    extra: tuple[Path, ...] = (),
     cache: Path | None = None,
     log: Callable[[str], None] = log_.info,
 ) -> Path:
-    """Return a directory holding a wheel for every pin in ``requirements``; download if needed."""
+    """Return a directory holding a wheel for every pin in ``requirements``; download if needed.
+
+    ``extra`` requirement files (the test tools) are added to the same directory once each (a
+    marker named by their pins records it), so the runtime's wheelhouse key does not change.
+    """
     root = (cache or settings.cache_dir()) / "wheelhouse"
     final = root / wheelhouse_key(requirements)
-    if final.is_dir():
-        return final
-    # Keyed by the pins: if another process finishes first, theirs is as good as ours.
-    with staged_dir(final, replace=False) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-               "--only-binary=:all:", *_platform_args(), "-r", str(requirements), "-d", str(tmp)]
-        log(f"wheelhouse: downloading the image's runtime wheels into {final} (once per set of pins)")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise BuildError(
-                f"could not download the image's runtime wheels ({' '.join(cmd)}):\n{tail}\n"
-                "Check that the package index is reachable (pip config), or build without the "
-                "wheelhouse (use_wheelhouse=False) so pip inside the build uses the index."
-            )
+    if not final.is_dir():
+        # Keyed by the pins: if another process finishes first, theirs is as good as ours.
+        with staged_dir(final, replace=False) as tmp:
+            _download(requirements, tmp, log)
+    for more in extra:
+        marker = final / f".added-{wheelhouse_key(more)}"
+        if not marker.exists():
+            _download(more, final, log)
+            marker.touch()
     return final
 
 
