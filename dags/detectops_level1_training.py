@@ -92,7 +92,7 @@ def detectops_level1_training():
 
     evaluation = t.evaluate(train.output, version)
     registered = t.register(train.output, version, evaluation, plan, validated)
-    image = t.build_image(registered, evaluation)
+    image = t.build_image(registered, evaluation, plan)
     infra = t.infra_validate(image, registered)
     verdict = t.gate(evaluation, infra, registered)
     spec = t.deploy_spec(verdict, image, registered)

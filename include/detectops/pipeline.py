@@ -158,8 +158,11 @@ def build_and_push(
     *,
     registry: dict[str, Any],
     tracking_uri: str | None = None,
+    pipeline_image: str | None = None,
 ) -> dict[str, Any]:
     """Build the serving image with the model baked in, push it, record the digest in MLflow.
+
+    ``pipeline_image``: build on that pipeline image (the code the model trained with).
 
     Everything comes from the arguments (the registry connection's settings), nothing from
     the worker's environment. Returns the ``ImageRef`` dict plus ``image_by_digest`` (what to
@@ -179,6 +182,7 @@ def build_and_push(
         username=registry.get("username"),
         password=registry.get("password"),
         docker_host=registry.get("docker_host"),
+        pipeline_image=pipeline_image,
     )
     model_registry.record_image(registered["name"], registered["version"], image, tracking_uri=tracking_uri)
     return {**image.to_dict(), "image": image.image_by_digest, "image_by_digest": image.image_by_digest}

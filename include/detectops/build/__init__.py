@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from detectops.build.context import assemble_context
+from detectops.build.distribution import image_labels as image_labels_in_registry
 from detectops.build.distribution import manifest_digest
 from detectops.build.immutable import CONTENT_LABEL, content_key, existing_build
 from detectops.build.image import (
@@ -59,6 +60,7 @@ def build_and_push(
     docker_host: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
     use_wheelhouse: bool = True,
+    pipeline_image: str | None = None,
     log=log_.info,
 ) -> ImageRef:
     """Build the image for one model version and push it under its one tag; return its ``ImageRef``.
@@ -67,12 +69,20 @@ def build_and_push(
     already in the registry is reused without building; another build under the tag raises
     ``ImageTagConflict``. ``docker_host`` is the engine's address (default: ``DOCKER_HOST``).
     Deploy ``ref.image_by_digest``, never the tag.
+
+    ``pipeline_image`` (``repo@sha256:...``): the detector stage builds on that pipeline image
+    instead of this checkout's code, so the service runs the code the model trained with (level 1
+    with a level-2 commit's image); the tag and labels name that image's commit.
     """
     from detectops import settings
     from detectops.models.cache import sha256_dir
 
+    if pipeline_image:  # the model on the code it trained with: that image's commit names the build
+        commit = commit or pipeline_commit(pipeline_image, auth=(username, password) if username else None)
     commit = commit or settings.code_version()
     args = {"MODEL_VERSION": str(model_version), "GIT_COMMIT": commit}
+    if pipeline_image:
+        args["PIPELINE_IMAGE"] = pipeline_image
     if dataset_sha256:
         args["DATASET_SHA256"] = dataset_sha256
     key = content_key(sha256_dir(Path(model_dir)), base_image=base_image, build_args=args)
@@ -98,6 +108,23 @@ def build_and_push(
                 base_image=base_image, use_wheelhouse=use_wheelhouse, log=log, client=client)
     # Another run may have pushed the same tag while this one built.
     return reuse() or push_image(tag, username=username, password=password, log=log, client=client)
+
+
+def pipeline_commit(pipeline_image: str, *, auth: tuple[str, str] | None = None) -> str:
+    """The commit a pipeline image was built from (its ``io.detectops.git.commit`` label, from the registry)."""
+    from detectops.errors import BuildError
+
+    repository, _, digest = pipeline_image.partition("@")
+    host, _, name = repository.partition("/")
+    if not digest.startswith("sha256:") or not name:
+        raise BuildError(f"pipeline_image {pipeline_image!r} is not pinned (host/repository@sha256:...)")
+    labels = image_labels_in_registry(host, name, digest, auth=auth)
+    if labels is None:
+        raise BuildError(f"{pipeline_image} is not in the registry: build the pipeline image first")
+    commit = labels.get("io.detectops.git.commit")
+    if not commit or commit == "unknown":
+        raise BuildError(f"{pipeline_image} has no io.detectops.git.commit label: it was not built by detectops.build")
+    return commit
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -422,14 +422,18 @@ def _store_reference(ref: Any, version: dict[str, Any], evaluation: dict[str, An
                                tracking_uri=tracking_uri, evaluated_split="test", min_score=min_score)
 
 
-def build_image(registered: dict[str, Any], evaluation: dict[str, Any], *, registry: dict[str, Any],
-                tracking_uri: str) -> dict[str, Any]:
-    """The candidate's serving image, built once: infra validation runs it, promotion deploys the same digest."""
+def build_image(registered: dict[str, Any], evaluation: dict[str, Any], plan: dict[str, Any], *,
+                registry: dict[str, Any], tracking_uri: str) -> dict[str, Any]:
+    """The candidate's serving image, built once: infra validation runs it, promotion deploys the same digest.
+
+    It is the pipeline image the candidate trained in plus the model: a level-2 commit's code
+    serves what that code trained.
+    """
     from detectops.pipeline import build_and_push
 
     dataset = {"sha256": evaluation["pair"]["test_split"].get("sha256") or ""}
     return build_and_push({"path": registered["model_path"]}, dataset, registered,
-                          registry=registry, tracking_uri=tracking_uri)
+                          registry=registry, tracking_uri=tracking_uri, pipeline_image=plan["image"])
 
 
 def infra_validate(image: dict[str, Any], registered: dict[str, Any], params: dict[str, Any], *,

@@ -89,11 +89,12 @@ def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[
 
 @task
 @fail_fast_unless_transient
-def build_image(registered: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+def build_image(registered: dict[str, Any], evaluation: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
     from detectops.continuous import steps
     from detectops.orchestration import mlflow_tracking_uri, registry_settings
 
-    return steps.build_image(registered, evaluation, registry=registry_settings(), tracking_uri=mlflow_tracking_uri())
+    return steps.build_image(registered, evaluation, plan, registry=registry_settings(),
+                             tracking_uri=mlflow_tracking_uri())
 
 
 @task
