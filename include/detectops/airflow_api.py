@@ -15,6 +15,8 @@ from urllib.parse import quote
 from detectops.errors import ServiceUnavailableError
 
 AIRFLOW_API_CONN_ID = "detectops_airflow_api"
+#: Longest note Airflow's API accepts (HTTP 422 above it).
+NOTE_LIMIT = 1000
 
 
 @dataclass
@@ -50,6 +52,9 @@ class AirflowApi:
         return resp.json() if resp.content else None
 
     def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """The run's note (Markdown); Airflow keeps at most ``NOTE_LIMIT`` characters, so a longer one is cut."""
+        if len(note) > NOTE_LIMIT:
+            note = note[: NOTE_LIMIT - 2] + " …"
         self.call("PATCH", f"dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}", json={"note": note})
 
     def asset_id(self, uri: str) -> int:

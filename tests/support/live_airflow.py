@@ -159,7 +159,8 @@ LEVEL1_TEST_DEFAULTS = {
 }
 
 #: Level 2 in the test Airflow: the level-1 test model, staging trains the same small network,
-#: and the canary is judged over 15-second windows (Prometheus scrapes every 5 s in tests).
+#: and the canary is judged over two 30-second windows (Prometheus scrapes every 15 s: a window
+#: must hold two scrapes for increase() and rate() to see it).
 LEVEL2_TEST_DEFAULTS = {
     "model_name": LEVEL1_TEST_DEFAULTS["model_name"],
     "namespace": LEVEL1_TEST_DEFAULTS["namespace"],
@@ -167,7 +168,7 @@ LEVEL2_TEST_DEFAULTS = {
     "staging_namespace": "detectops-e2e-staging",
     "staging_train_config": LEVEL1_TEST_DEFAULTS["train_config"],
     "staging_map_margin": LEVEL1_TEST_DEFAULTS["map_margin"],
-    "window_s": 15, "warmup_s": 10, "windows": 2, "max_failed_windows": 2, "max_windows": 5, "min_requests": 10,
+    "window_s": 30, "warmup_s": 15, "windows": 2, "max_failed_windows": 2, "max_windows": 4, "min_requests": 10,
     "load_rate_per_s": 6.0,
 }
 

@@ -28,44 +28,48 @@ def outcome_of(states: Mapping[str, str], results: Mapping[str, Any],
     return "failed", "a step failed: see the failed task's log"
 
 
-def _image(images: Mapping[str, Any] | None, key: str) -> str:
-    return f"`{images[key]}`" if images and images.get(key) else "not built"
+def _short(image: str | None) -> str:
+    """``repo@sha256:0123456789ab`` (12 hex of the digest: enough to tell builds apart; the note is short)."""
+    if not image:
+        return "not built"
+    repository, _, digest = image.partition("@")
+    return f"`{repository.rsplit('/', 1)[-1]}@{digest[:19]}`" if digest else f"`{image}`"
 
 
 def run_note(outcome: str, reason: str, params: Mapping[str, Any], results: Mapping[str, Any], *,
              release_url: str | None) -> str:
+    """Markdown for the run's note (Airflow keeps 1,000 characters: digests are shortened, MLflow has the rest)."""
     checked, images = results.get("checkout") or {}, results.get("build") or {}
     staged, plan = results.get("staged_version") or {}, results.get("canary_plan") or {}
     decision, promoted = results.get("analyse") or {}, results.get("promote") or {}
     sha = checked.get("sha") or params.get("commit_sha", "")
-    lines = [f"**commit {sha[:12]}: {outcome}** ({reason})",
-             f"- commit `{sha}` {checked.get('subject', '')} from `{params.get('repo')}` {params.get('ref') or ''}".rstrip(),
-             f"- pipeline image {_image(images, 'pipeline_image')}; test image {_image(images, 'test_image')}"]
+    lines = [f"**commit {sha[:12]}: {outcome}** ({reason[:200]})",
+             f"- {checked.get('subject', '')[:80]} ({params.get('ref') or 'no ref'})",
+             f"- images {_short(images.get('pipeline_image'))}, {_short(images.get('test_image'))}"]
+    if results.get("check_tests"):
+        lines.append(f"- tests: {results['check_tests'].get('summary', '')[:80]}")
     if staged:
-        lines.append(f"- staging (level-1 run `{staged.get('staging_run')}` in {params.get('staging_namespace')}): "
-                     f"{staged['model_name']} v{staged['model_version']}, image `{staged['image']}`, training run "
-                     f"{staged.get('training_run_id')}, evaluation run {staged.get('evaluation_run_id')}")
+        lines.append(f"- staging run `{staged.get('staging_run')}`: v{staged['model_version']} {_short(staged['image'])}")
     if plan:
         lines.append(f"- canary v{plan['model_version']} beside stable v{plan['stable']['model_version']} "
-                     f"({plan['canary']['replicas']} : {plan['stable']['replicas']} replicas)")
+                     f"({plan['canary']['replicas']}:{plan['stable']['replicas']} replicas)")
     if decision:
         load = decision.get("load") or {}
-        lines.append(f"- analysis: **{decision.get('decision')}** after {decision.get('seconds')} s: "
-                     f"{decision.get('reason')}; {decision.get('passed')} passed, {decision.get('failed')} failed, "
-                     f"{decision.get('no_verdict')} without verdict; load {load.get('sent', '?')} requests, "
-                     f"{load.get('failed', '?')} failed")
+        lines.append(f"- analysis **{decision.get('decision')}** in {decision.get('seconds')} s: "
+                     f"{decision.get('passed')} passed, {decision.get('failed')} failed, {decision.get('no_verdict')} "
+                     f"no verdict; load {load.get('sent', '?')} requests, {load.get('failed', '?')} failed")
     approval = results.get("approval")
     if approval:
         lines.append(f"- approval: {approval.get('chosen_options')} by "
                      f"{(approval.get('responded_by_user') or {}).get('name', '?')}")
     if promoted:
         switched = promoted.get("pipeline_image") or {}
-        lines.append(f"- champion is now v{promoted['model_version']} (was v{promoted['previous_version']}); "
-                     f"level 1's pipeline image: `{switched.get('current')}` (previous `{switched.get('previous')}`)")
+        lines.append(f"- champion v{promoted['previous_version']} → v{promoted['model_version']}; level 1's pipeline "
+                     f"image {_short(switched.get('current'))}")
     if results.get("roll_back"):
-        lines.append("- rolled back: the canary was removed; champion and the pipeline image are unchanged")
+        lines.append("- canary removed; champion and pipeline image unchanged")
     if release_url:
-        lines.append(f"- MLflow: {release_url}")
+        lines.append(f"- [MLflow release run]({release_url})")
     return "\n".join(lines)
 
 

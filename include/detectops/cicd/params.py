@@ -64,6 +64,7 @@ def _params(Param: Any) -> dict[str, Any]:
         "max_failed_windows": Param(2, type="integer", minimum=1, title="Canary: failed windows that roll back"),
         "windows": Param(3, type="integer", minimum=1, title="Canary: passing windows that promote"),
         "max_windows": Param(8, type="integer", minimum=1, title="Canary: windows before an inconclusive rollback"),
-        "window_s": Param(30, type="number", minimum=5, title="Canary: window length (s)"),
+        "window_s": Param(30, type="number", minimum=5, title="Canary: window length (s)",
+                          description="At least twice Prometheus' scrape interval (15 s): increase() and rate() need two scrapes in a window."),
         "warmup_s": Param(20, type="number", minimum=0, title="Canary: warm-up not judged (s)"),
     }
