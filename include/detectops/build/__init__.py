@@ -21,7 +21,7 @@ from pathlib import Path
 from detectops.build.context import assemble_context
 from detectops.build.distribution import image_labels as image_labels_in_registry
 from detectops.build.distribution import manifest_digest
-from detectops.build.immutable import CONTENT_LABEL, content_key, existing_build
+from detectops.build.immutable import CONTENT_LABEL, build_once, content_key, existing_build
 from detectops.build.image import (
     DEFAULT_REPOSITORY,
     build_image,
@@ -89,25 +89,17 @@ def build_and_push(
     (tag,) = image_tags(registry, model_version, commit, repository, model_name=model_name)
     if commit_tag(commit).endswith("-dirty"):
         tag = f"{tag}-{key[:12]}"  # a dirty tree is not named by its commit, so its content names it
-    image_repo, tag_name = split_tag(tag)
-    host, _, name = image_repo.partition("/")
-    auth = (username, password) if username else None
+    engine: dict[str, object] = {}
 
-    def reuse() -> ImageRef | None:
-        digest = existing_build(host, name, tag_name, key, auth=auth)
-        if digest:
-            log(f"{tag} already holds this build ({digest}, content {key[:12]}): reusing it")
-            return ImageRef(repository=image_repo, tag=tag_name, digest=digest)
-        return None
+    def build() -> None:
+        engine["client"] = docker_client(base_url=docker_host)
+        build_image(model_dir, [tag], build_args=args, labels={**(extra_labels or {}), CONTENT_LABEL: key},
+                    base_image=base_image, use_wheelhouse=use_wheelhouse, log=log, client=engine["client"])
 
-    found = reuse()
-    if found:
-        return found
-    client = docker_client(base_url=docker_host)
-    build_image(model_dir, [tag], build_args=args, labels={**(extra_labels or {}), CONTENT_LABEL: key},
-                base_image=base_image, use_wheelhouse=use_wheelhouse, log=log, client=client)
-    # Another run may have pushed the same tag while this one built.
-    return reuse() or push_image(tag, username=username, password=password, log=log, client=client)
+    return build_once(tag, key, build=build, find=existing_build, log=log,
+                      push=lambda: push_image(tag, username=username, password=password, log=log,
+                                              client=engine["client"]),
+                      auth=(username, password) if username else None)
 
 
 def pipeline_commit(pipeline_image: str, *, auth: tuple[str, str] | None = None) -> str:

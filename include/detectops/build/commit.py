@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from detectops.build.image import build_image, docker_client, push_image
-from detectops.build.immutable import CONTENT_LABEL, content_key, existing_build
+from detectops.build.immutable import CONTENT_LABEL, build_once, content_key
 from detectops.build.pipeline_image import PIPELINE_REPOSITORY, code_key
-from detectops.build.records import ImageRef
 from detectops.errors import BuildError, ServiceUnavailableError
 
 log_ = logging.getLogger(__name__)
@@ -88,33 +87,6 @@ def checkout_commit(repo_url: str, sha: str, dest: Path) -> dict[str, Any]:
             "subject": subject, "author": author}
 
 
-def build_once(tag: str, key: str, build: Callable[[], None], *, username: str | None = None,
-               password: str | None = None, log: Callable[[str], None] = log_.info, client=None) -> ImageRef:
-    """``tag`` built and pushed exactly once: reused when the registry holds the same content ``key``.
-
-    ``build`` builds the image locally under ``tag`` with the label ``io.detectops.content.sha256 = key``.
-    """
-    from detectops.build.image import split_tag
-
-    repository, tag_name = split_tag(tag)
-    host, _, name = repository.partition("/")
-    auth = (username, password) if username else None
-
-    def reuse() -> ImageRef | None:
-        digest = existing_build(host, name, tag_name, key, auth=auth)
-        if digest:
-            log(f"{tag} already holds this build ({digest}, content {key[:12]}): reusing it")
-            return ImageRef(repository=repository, tag=tag_name, digest=digest)
-        return None
-
-    found = reuse()
-    if found:
-        return found
-    build()
-    # Another run may have pushed the same tag while this one built.
-    return reuse() or push_image(tag, username=username, password=password, log=log, client=client)
-
-
 def build_commit_images(
     checkout_dir: Path,
     sha: str,
@@ -146,7 +118,9 @@ def build_commit_images(
             build_image(None, [tag], target=target, build_args=args, labels={CONTENT_LABEL: key},
                         base_image=base_image, include_dir=include_dir, with_tests=tests, log=log, client=client)
 
-        refs[target] = build_once(tag, key, build, username=username, password=password, log=log, client=client)
+        refs[target] = build_once(tag, key, build=build, log=log, auth=(username, password) if username else None,
+                                  push=lambda tag=tag: push_image(tag, username=username, password=password, log=log,
+                                                                  client=client))
     return {"sha": sha, "pipeline_image": refs["pipeline"].pinned, "pipeline_digest": refs["pipeline"].digest,
             "pipeline_tag": refs["pipeline"].tagged, "test_image": refs["test"].pinned,
             "test_digest": refs["test"].digest, "test_tag": refs["test"].tagged,

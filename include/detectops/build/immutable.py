@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from detectops.build.distribution import image_labels, manifest_digest
+from detectops.build.records import ImageRef
 from detectops.errors import ImageTagConflict
 
 #: Label holding the content key of a build.
@@ -56,3 +57,31 @@ def existing_build(registry: str, repository: str, tag: str, key: str, *,
         "Tags are immutable, so it is not pushed over. The same model version and commit must hold the "
         "same model and code: register the model as a new version, or commit the code change, then build again."
     )
+
+
+def build_once(tag: str, key: str, *, build: Callable[[], None], push: Callable[[], ImageRef],
+               find: Callable[..., str | None] = existing_build, auth: tuple[str, str] | None = None,
+               log: Callable[[str], None] = print) -> ImageRef:
+    """``tag`` (``host/repository:tag``) built and pushed exactly once for the content ``key``.
+
+    Reused as it is when the registry already holds that content under the tag (a retried task
+    pushes nothing); refused (``ImageTagConflict``) when it holds other content. ``build`` builds
+    the image locally under ``tag``, labelled with the key; ``push`` pushes it and returns its
+    ``ImageRef``. The registry is asked again after the build: another run may have pushed the
+    same content meanwhile.
+    """
+    repository, _, tag_name = tag.rpartition(":")
+    host, _, name = repository.partition("/")
+
+    def reuse() -> ImageRef | None:
+        digest = find(host, name, tag_name, key, auth=auth)
+        if digest:
+            log(f"{tag} already holds this build ({digest}, content {key[:12]}): reusing it")
+            return ImageRef(repository=repository, tag=tag_name, digest=digest)
+        return None
+
+    found = reuse()
+    if found:
+        return found
+    build()
+    return reuse() or push()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
-from detectops.continuous.params import DEFAULT_MODEL
+from detectops.continuous.params import DEFAULT_MODEL, with_env_defaults
 
 #: JSON object of Param defaults to override when the DAG file is parsed (a test Airflow's
 #: shorter canary windows and tiny staging training, for instance).
@@ -18,14 +17,7 @@ THRESHOLD_PARAMS = ("min_success_rate", "max_p99_ratio", "p99_tolerance_s", "max
 
 def level2_params(Param: Any) -> dict[str, Any]:
     """``Param`` is ``airflow.sdk.Param`` (passed in so this module imports nothing from Airflow)."""
-    params = _params(Param)
-    overrides = json.loads(os.environ.get(DEFAULTS_ENV) or "{}")
-    unknown = sorted(set(overrides) - set(params))
-    if unknown:
-        raise ValueError(f"{DEFAULTS_ENV} names unknown level-2 Params {unknown}; known: {sorted(params)}")
-    for name, value in overrides.items():
-        params[name] = Param(value, **params[name].schema)
-    return params
+    return with_env_defaults(_params(Param), Param, DEFAULTS_ENV)
 
 
 def thresholds_of(params: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,15 @@ DEFAULT_LABEL_MAP = {"1": "circle", "2": "square", "3": "triangle", "4": "cross"
 
 def level1_params(Param: Any) -> dict[str, Any]:
     """``Param`` is ``airflow.sdk.Param`` (passed in so this module imports nothing from Airflow)."""
-    params = _params(Param)
-    overrides = json.loads(os.environ.get(DEFAULTS_ENV) or "{}")
+    return with_env_defaults(_params(Param), Param, DEFAULTS_ENV)
+
+
+def with_env_defaults(params: dict[str, Any], Param: Any, env_var: str) -> dict[str, Any]:
+    """``params`` with the defaults the JSON object in ``env_var`` overrides (unknown names are an error)."""
+    overrides = json.loads(os.environ.get(env_var) or "{}")
     unknown = sorted(set(overrides) - set(params))
     if unknown:
-        raise ValueError(f"{DEFAULTS_ENV} names unknown level-1 Params {unknown}; known: {sorted(params)}")
+        raise ValueError(f"{env_var} names unknown Params {unknown}; known: {sorted(params)}")
     for name, value in overrides.items():
         params[name] = Param(value, **params[name].schema)
     return params
