@@ -168,6 +168,9 @@ LEVEL2_TEST_DEFAULTS = {
     "staging_namespace": "detectops-e2e-staging",
     "staging_train_config": LEVEL1_TEST_DEFAULTS["train_config"],
     "staging_map_margin": LEVEL1_TEST_DEFAULTS["map_margin"],
+    # The pod runs level 2's own and the gate's unit tests here (about 10 s); the DAG's default runs
+    # all of tests/unit in the test image (366 tests, about 85 s: docs/benchmarks.md).
+    "test_args": "-q -p no:cacheprovider tests/unit/test_cicd_steps.py tests/unit/test_gate.py",
     # 50 ms of p99 slack: a 2-core machine running the whole stack jitters by tens of ms; the bad
     # commit adds 400 ms.
     "window_s": 30, "warmup_s": 30, "windows": 2, "max_failed_windows": 2, "max_windows": 4, "min_requests": 10,
