@@ -69,14 +69,14 @@ def _wait(api, run_id: str, timeout: float) -> dict:
 
 
 def release(api, kube, repo, kind: str, *, namespace: str, service: str, rate: float, timeout: float) -> dict:
-    from detectops.deploy.loadgen import LoadGenerator, detect_request, model_version_of, nodeport_url
+    from detectops.deploy.loadgen import LoadGenerator, detect_request, nodeport_url
     from tests.support.scratch_repo import GOOD_EDIT, SLOW_EDIT
 
     edit, message = (GOOD_EDIT, "bench: a harmless change") if kind == "good" else (SLOW_EDIT, "bench: 0.4 s per request")
     sha = repo.commit(f"bench-{kind}", message, edit)
     photo = (REPO / "include" / "detectops" / "deploy" / "data" / "astronaut.jpg").read_bytes()
     traffic = LoadGenerator(nodeport_url(kube, namespace, service), **detect_request(photo), rate_per_s=rate,
-                            concurrency=1, max_requests=100_000, max_seconds=timeout, answered_by=model_version_of)
+                            concurrency=1, max_requests=100_000, max_seconds=timeout)
     with traffic:
         triggered = time.time()
         run_id = _trigger(api, sha, f"refs/heads/bench-{kind}", repo.bare)

@@ -74,11 +74,10 @@ class Traffic:
     """Photos through the production Service's NodePort for the whole run: every failed request counts."""
 
     def __init__(self, kube) -> None:
-        from detectops.deploy.loadgen import LoadGenerator, detect_request, model_version_of, nodeport_url
+        from detectops.deploy.loadgen import LoadGenerator, detect_request, nodeport_url
 
         self.generator = LoadGenerator(nodeport_url(kube, NAMESPACE, DEPLOYMENT), **detect_request(PHOTO.read_bytes()),
-                                       rate_per_s=2.0, concurrency=1, max_requests=5000, max_seconds=RUN_TIMEOUT_S,
-                                       answered_by=model_version_of)
+                                       rate_per_s=2.0, concurrency=1, max_requests=5000, max_seconds=RUN_TIMEOUT_S)
 
     def __enter__(self) -> Traffic:
         self.generator.start()
