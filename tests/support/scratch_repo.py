@@ -4,12 +4,14 @@
     sha = repo.commit("bad-latency", "Slow", {"include/x.py": ("old", "new")})   # pushed to the bare clone
     # level 2 fetches `sha` from `repo.bare`
 
-Commits start from this checkout's HEAD, so they hold its committed code plus the edit.
+Commits start from this checkout's HEAD, so they hold its committed code plus the edit (a
+checkout without .git, an exported tree, becomes a one-commit repository first).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,9 +34,27 @@ def git(*args: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
+#: What a checkout without its .git holds that is not the project's (local state, environments).
+_NOT_SOURCE = shutil.ignore_patterns(".state", ".venv", "node_modules", "__pycache__", "*.pyc", ".pytest_cache",
+                                     "*.egg-info")
+
+
+def _as_git_repo(source: Path, tmp: Path) -> Path:
+    """``source`` if it is a git checkout; else a one-commit repository of its files (an exported tree)."""
+    if (source / ".git").exists():
+        return source
+    tree = tmp / "source"
+    shutil.copytree(source, tree, ignore=_NOT_SOURCE, symlinks=True)
+    git("init", "--quiet", cwd=tree)
+    git("add", "-A", cwd=tree)
+    git("commit", "--quiet", "-m", "the checkout under test", cwd=tree)
+    return tree
+
+
 class ScratchRepo:
     def __init__(self, tmp: Path, source: Path = REPO) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
+        source = _as_git_repo(source, tmp)
         self.bare, self.work = tmp / "detectops.git", tmp / "work"
         self.base = git("rev-parse", "HEAD", cwd=source)
         git("clone", "--quiet", "--bare", "--no-hardlinks", str(source), str(self.bare), cwd=tmp)
