@@ -204,3 +204,15 @@ def test_level2_params_overrides_must_name_known_params(monkeypatch):
 
 def test_staging_run_ids_are_one_per_level2_run():
     assert steps.staging_run_id("manual__2026") == "staging__manual__2026"
+
+
+def test_a_note_longer_than_airflow_keeps_is_cut_not_refused(monkeypatch):
+    from detectops.airflow_api import NOTE_LIMIT, AirflowApi
+
+    sent = []
+    api = AirflowApi("http://127.0.0.1:1", "u", "p")
+    monkeypatch.setattr(api, "call", lambda method, path, **kw: sent.append((method, path, kw["json"]["note"])))
+    api.set_run_note("d", "manual__1", "x" * 5000)
+    api.set_run_note("d", "manual__2", "short")
+    assert len(sent[0][2]) == NOTE_LIMIT and sent[0][2].endswith(" …")
+    assert sent[1] == ("PATCH", "dags/d/dagRuns/manual__2", "short")
