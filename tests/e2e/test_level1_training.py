@@ -240,7 +240,8 @@ def level1(live_airflow: LiveAirflow, mlflow_server: str):  # noqa: F811
     first = api.wait_new_run(before, run_type="scheduled", timeout=120)
     api.assert_success(api.wait_done(first.dag_run_id), first.dag_run_id)
     yield api
-    api.dags.patch_dag(DAG_ID, api.af.DAGPatchBody(is_paused=True))  # no cron run after the module
+    for dag_id in (DAG_ID, MONITORING_DAG_ID):  # no cron run, no drift event after the module
+        api.dags.patch_dag(dag_id, api.af.DAGPatchBody(is_paused=True))
     # The model keeps serving: level 2's scenarios (tests/e2e/test_level2_cicd.py) release canaries
     # beside it. The next session's setup deletes it.
 

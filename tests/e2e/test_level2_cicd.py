@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "detectops_level2_cicd"
 LEVEL1 = "detectops_level1_training"
+MONITORING = "detectops_monitoring"
 MODEL = LEVEL2_TEST_DEFAULTS["model_name"]
 NAMESPACE = LEVEL2_TEST_DEFAULTS["namespace"]
 DEPLOYMENT = LEVEL2_TEST_DEFAULTS["deployment"]
@@ -115,9 +117,23 @@ def level2(live_airflow: LiveAirflow, mlflow_server: str, tmp_path_factory):  # 
 
     kube = connect(infra_env()["KUBECONFIG"])
     api = Level2(live_airflow, mlflow_server, kube)
+    # A quiet production: nothing but these releases may change the model meanwhile. Monitoring
+    # stops emitting drift events, and the events queued for level 1 while it was paused (the
+    # level-1 module's leftovers) are dropped, or unpausing it would retrain and promote mid-release.
+    api.wait_parsed(MONITORING)
+    api.dags.patch_dag(MONITORING, api.af.DAGPatchBody(is_paused=True))
     for dag_id in (LEVEL1, DAG_ID):
         api.wait_parsed(dag_id)
+    try:
+        api.assets.delete_dag_asset_queued_events(LEVEL1)
+    except api.af.exceptions.NotFoundException:
+        pass  # none queued
+    for dag_id in (LEVEL1, DAG_ID):
         assert api.dags.patch_dag(dag_id, api.af.DAGPatchBody(is_paused=False)).is_paused is False
+    time.sleep(15)  # unpausing may start the cron's latest tick; let such a run finish first
+    for run in api.runs.get_dag_runs(LEVEL1, limit=100).dag_runs:
+        if run.state.value in ("queued", "running"):
+            api.wait_done(run.dag_run_id, dag_id=LEVEL1)
     if _deployment(kube, DEPLOYMENT) is None or _alias(_mlflow(mlflow_server), "champion") is None:
         # Run alone: level 1 puts a champion in production first (a canary needs a stable track).
         from detectops.data.landing import drop_batch
