@@ -62,7 +62,8 @@ def checkout_commit(repo_url: str, sha: str, dest: Path) -> dict[str, Any]:
     """
     sha = sha.strip().lower()
     if not _SHA.match(sha):
-        raise BuildError(f"{sha!r} is not a full 40-hex commit SHA")
+        raise BuildError(f"commit {sha!r} is not a full 40-hex commit SHA: pass the SHA CI built (GITHUB_SHA), "
+                         "not a branch or a short SHA")
     dest = Path(dest)
     if _head(dest) == sha and not _git("status", "--porcelain", cwd=dest):
         print(f"{dest} already holds {sha[:12]}, clean: reusing it")
