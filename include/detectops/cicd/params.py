@@ -33,7 +33,6 @@ def _params(Param: Any) -> dict[str, Any]:
         "ref": Param("", type="string", title="Ref the commit was pushed to (for the record)"),
         "require_approval": Param(False, type="boolean", title="A person approves the promotion",
                                   description="The canary passed: wait for Approve/Reject under Browse > Required Actions (or the REST API)."),
-        "approval_timeout_minutes": Param(60, type="integer", minimum=1, title="Approval timeout (minutes); then Reject"),
         "model_name": Param(DEFAULT_MODEL, type="string", title="Registered model whose service is released"),
         "namespace": Param("detectops-shapes", type="string", title="Production namespace"),
         "deployment": Param("shapes-detector", type="string", title="Production Deployment (stable track) and Service"),
