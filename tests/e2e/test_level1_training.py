@@ -480,6 +480,7 @@ def test_5_drifted_traffic_is_detected_reported_and_level1_asks_for_labelled_dat
     other_domain = _batch(tmp, "other-domain", seed=41, num_images=100, image_size=(400, 200), brightness=1.5,
                           noise=0.12, object_size=(0.05, 0.12))
     sent = _send_stream(level1.kube, other_domain)
+    state["drifted_stream_ended"] = time.time()
     before_l1 = level1.run_ids()
     run_id, drift, collected = _monitoring_run(level1, {})
     print(f"monitoring: {collected['records']} records collected ({collected['malformed']} malformed); "
@@ -526,7 +527,9 @@ def test_6_traffic_from_the_training_distribution_is_not_drift(level1: Level1, t
     # The champion's data: scenario 1's batch (240) and scenario 2's darker one (160), in proportion.
     usual = _batch(tmp, "usual", seed=51, num_images=72)
     darker = _batch(tmp, "darker", seed=52, num_images=48, brightness=0.55, noise=0.08, object_size=(0.08, 0.25))
-    time.sleep(61)  # a window of its own: the drifted stream of scenario 5 ends before it
+    # A window of its own: the run's 1.5 minutes up to its trigger must not reach back into scenario
+    # 5's drifted stream (its monitoring and level-1 runs since usually took longer than that).
+    time.sleep(max(0.0, state.get("drifted_stream_ended", time.time()) + 92 - time.time()))
     started = datetime.now(timezone.utc)
     sent = _send_stream(level1.kube, usual) + _send_stream(level1.kube, darker)
     _, drift, collected = _monitoring_run(level1, {"window_minutes": 1.5})
