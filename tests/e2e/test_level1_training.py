@@ -398,6 +398,10 @@ def test_2_a_rest_batch_and_a_broken_drop_share_a_run_that_resumes_after_its_pod
     print(f"the retry resumed after epoch {trained['resumed_from_epoch']}")
 
     evaluation = level1.xcom(run.dag_run_id, "evaluate")
+    split = evaluation["pair"]["test_split"]  # the evaluation budget: a sample that keeps both batches
+    print(f"evaluated on {split['num_images']} of {split.get('sample_of')} test images: {split.get('images_per_batch')}")
+    assert split["num_images"] == LEVEL1_TEST_DEFAULTS["eval_max_images"] < split["sample_of"], split
+    assert len(split["images_per_batch"]) == 2, split
     cand = evaluation["pair"]["candidate"]["metrics"]
     champ = evaluation["pair"]["champion"]["metrics"]
     verdict = level1.xcom(run.dag_run_id, "gate")

@@ -53,6 +53,12 @@ def test_the_demo_budget_does_not_grow_with_the_dataset():
     assert plan.index.shape == (64, 16) and len(set(plan.index.ravel().tolist())) == 64 * 16
     assert plan.index.max() > 5_000  # sampled from the whole split, not its first images
     assert demo.eval_max_images == 200 and demo.max_train_images == 2048  # memory stays flat too
+    # A warm start (a retrain) trains half as long; from scratch it is the whole budget.
+    assert demo.warm_started().epochs == 4 < demo.epochs == 8
+    assert TrainConfig.tiny().warm_started() == TrainConfig.tiny()  # 0: the same epochs
+    assert TrainConfig.from_dict({"preset": "demo", "warm_start_epochs": 2}).warm_started().epochs == 2
+    with pytest.raises(TrainConfigError, match="warm_start_epochs"):
+        TrainConfig(warm_start_epochs=-1)
 
 
 def test_a_capped_split_is_a_seeded_sample_of_the_whole_split(tmp_path):

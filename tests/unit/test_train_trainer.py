@@ -153,15 +153,18 @@ def test_a_class_outside_the_label_map_is_refused(dataset_dir, config, tmp_path)
 
 
 def test_a_resumed_run_still_reports_its_warm_start(trained, dataset_dir, tmp_path):
-    """The retried pod resumes from a checkpoint (not from the champion), yet the run was warm-started."""
+    """A warm start trains its own (shorter) number of epochs; the retried pod resumes from a
+    checkpoint (not from the champion) of that same configuration, and the run was warm-started."""
     from detectops.train import train
 
     champion = trained[0].export_dir
-    short = TrainConfig.tiny(epochs=1, steps_per_epoch=1, eval_every=0)  # same network as the champion's
+    # Same network as the champion's; 3 epochs from scratch, 1 from trained weights.
+    short = TrainConfig.tiny(epochs=3, warm_start_epochs=1, steps_per_epoch=1, eval_every=0)
     store = LocalCheckpointStore(tmp_path / "checkpoints")
     first = train(dataset_dir, LABEL_MAP, tmp_path / "a", short, checkpoints=store, warm_start_from=champion,
                   log=lambda _: None)
     assert first.warm_started_from == str(champion) and first.resumed_from_epoch == 0
+    assert first.epochs == 1 and [row["epoch"] for row in first.history] == [1]
     retry = train(dataset_dir, LABEL_MAP, tmp_path / "b", short, checkpoints=store, warm_start_from=champion,
                   log=lambda _: None)
     assert retry.resumed_from_epoch == 1

@@ -58,6 +58,9 @@ def _params(Param: Any) -> dict[str, Any]:
         # export (wrong units, wrong images) than a new domain.
         "max_skew": Param(0.9, type="number", minimum=0, maximum=1, title="Skew that stops the run",
                           description="Largest L-inf / Jensen-Shannon distance of a batch to the current version before the run stops."),
+        # Both models are scored on the same stratified sample of the test split (every batch keeps
+        # its share): evaluation time stays flat as the dataset grows (detectops.data.sampling).
+        "eval_max_images": Param(400, type="integer", minimum=0, title="Evaluate on at most this many test images (0: all)"),
         "map_margin": Param(0.0, type="number", minimum=-1, maximum=1, title="Gate: candidate AP >= champion AP + margin"),
         "max_class_ap_drop": Param(0.1, type="number", minimum=0, maximum=1, title="Gate: largest per-class AP drop"),
         "max_slice_ap_drop": Param(0.1, type="number", minimum=0, maximum=1, title="Gate: largest per-slice AP drop"),

@@ -322,6 +322,7 @@ def evaluate(trained: dict[str, Any], version: dict[str, Any], params: dict[str,
              tracking_uri: str, dag_run_id: str | None) -> dict[str, Any]:
     """Candidate and champion on the same test split of the new version, with slices; logged to MLflow."""
     from detectops.data import versioning
+    from detectops.data.sampling import sample_split
     from detectops.evaluate.compare import evaluate_pair, log_pair
 
     dataset = versioning.DatasetVersion.load(_local_version(version, tracking_uri))
@@ -330,8 +331,14 @@ def evaluate(trained: dict[str, Any], version: dict[str, Any], params: dict[str,
     champion_dir = (_download(champion["model_uri"], f"champion-{champion['name']}-{champion['version']}", tracking_uri)
                     if champion else None)
     out = settings.work_dir() / "evaluations" / f"{trained['run_id']}"
-    pair = evaluate_pair(candidate_dir, champion_dir, dataset.split_dir("test"),
-                         image_batches=dataset.image_batches("test"), output_dir=out)
+    batches = dataset.image_batches("test")
+    budget = int(params.get("eval_max_images") or 0)
+    test_dir = sample_split(dataset.split_dir("test"), budget, settings.work_dir() / "evalsets" / f"{version['sha256'][:16]}-{budget}",
+                            strata=batches)
+    pair = evaluate_pair(candidate_dir, champion_dir, test_dir, image_batches=batches, output_dir=out)
+    if test_dir != dataset.split_dir("test"):
+        pair["test_split"]["sample_of"] = len(batches)
+        print(f"evaluated on a stratified sample of {budget} of the test split's {len(batches)} images")
     run_id = log_pair(pair, experiment=TRAINING_EXPERIMENT, dag_run_id=dag_run_id, tracking_uri=tracking_uri)
     # The version is a dataset input of the runs that used it: training, and this evaluation.
     _log_version_input(trained["run_id"], version["uri"], "training", tracking_uri)

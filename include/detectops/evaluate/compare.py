@@ -188,7 +188,7 @@ def pair_metrics(pair: Mapping[str, Any]) -> dict[str, float]:
 def _pair_params(pair: Mapping[str, Any], code_version: str) -> dict[str, str]:
     params: dict[str, Any] = {"code_version": code_version}
     split = pair.get("test_split") or {}
-    params.update({f"dataset_{k}": split.get(k) for k in ("name", "sha256", "num_images")})
+    params.update({f"dataset_{k}": split.get(k) for k in ("name", "sha256", "num_images", "sample_of")})
     config = (pair.get("candidate") or {}).get("slices_config") or {}
     params.update({"brightness_edges": config.get("brightness_edges"), "min_slice_images": config.get("min_images"),
                    "min_slice_boxes": config.get("min_boxes"),

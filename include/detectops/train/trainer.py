@@ -227,7 +227,8 @@ def train(
 
     ``checkpoints``: saved after every epoch; if it already holds one (a retried pod), training
     resumes after that epoch and ``warm_start_from`` is ignored (the checkpoint is newer).
-    ``warm_start_from``: an export of this trainer with the same label map and architecture.
+    ``warm_start_from``: an export of this trainer with the same label map and architecture; the run
+    then trains ``config.warm_start_epochs`` epochs (when set) instead of ``config.epochs``.
     ``mlflow_run``: where params, per-epoch metrics and the exported model (artifact ``model/``) go.
     """
     import keras
@@ -239,6 +240,8 @@ def train(
 
     label_map = {int(k): str(v) for k, v in label_map.items()}
     out_dir = Path(out_dir)
+    if warm_start_from is not None:  # also on a resumed try: it was started with the same arguments
+        config = config.warm_started()
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
 
