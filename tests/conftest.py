@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]
+# Session fixtures (MLflow, the live Airflow) are registered here, once. A session fixture
+# imported into test modules instead is a new fixture in each of them: one Airflow per module.
+pytest_plugins = ["tests.support.fixtures", "tests.support.live_airflow"]
 
 #: Set in the test image (include/docker/Dockerfile, target ``test``): level 2 runs a commit's unit
 #: tests there, in the pipeline image's runtime, without Airflow, Great Expectations or the test

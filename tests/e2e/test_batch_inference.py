@@ -22,7 +22,7 @@ import pytest
 
 from tests.e2e.test_level1_training import Level1, _token
 from tests.integration.test_batch_pod import MIN_SCORE, image  # noqa: F401 (module fixture: the detector image)
-from tests.support.live_airflow import LiveAirflow, live_airflow  # noqa: F401
+from tests.support.live_airflow import LiveAirflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def champion(mlflow_server, image, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def api(live_airflow: LiveAirflow, mlflow_server: str):  # noqa: F811
+def api(live_airflow: LiveAirflow, mlflow_server: str):
     from detectops.deploy import connect
     from tests.integration.test_image import infra_env
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.live_airflow import LEVEL1_TEST_DEFAULTS, LiveAirflow, live_airflow  # noqa: F401
+from tests.support.live_airflow import LEVEL1_TEST_DEFAULTS, LiveAirflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -223,7 +223,7 @@ def _batch(tmp: Path, name: str, *, seed: int, num_images: int, **knobs) -> Path
 
 
 @pytest.fixture(scope="module")
-def level1(live_airflow: LiveAirflow, mlflow_server: str):  # noqa: F811
+def level1(live_airflow: LiveAirflow, mlflow_server: str):
     from detectops.deploy import connect
     from tests.integration.test_image import infra_env
 

@@ -17,7 +17,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support.live_airflow import LiveAirflow, live_airflow  # noqa: F401  (session fixture)
+from tests.support.live_airflow import LiveAirflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,7 +36,7 @@ def get_token(base_url: str, username: str, password: str) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def api(live_airflow: LiveAirflow):  # noqa: F811
+def api(live_airflow: LiveAirflow):
     """An ``airflow_client.client.ApiClient`` logged in as admin."""
     import airflow_client.client as af
 
@@ -49,7 +49,7 @@ def api(live_airflow: LiveAirflow):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def level0_run(api, live_airflow: LiveAirflow) -> dict:  # noqa: F811
+def level0_run(api, live_airflow: LiveAirflow) -> dict:
     """Unpause the DAG, trigger a run that stops after registration, wait until it ends."""
     import airflow_client.client as af
 
@@ -88,7 +88,7 @@ def level0_run(api, live_airflow: LiveAirflow) -> dict:  # noqa: F811
             "seconds": time.monotonic() - started, "progress": progress}
 
 
-def test_token_auth(live_airflow: LiveAirflow):  # noqa: F811
+def test_token_auth(live_airflow: LiveAirflow):
     import airflow_client.client as af
 
     base_url, username, password = live_airflow
@@ -100,7 +100,7 @@ def test_token_auth(live_airflow: LiveAirflow):  # noqa: F811
             af.DAGApi(anonymous).get_dags()
 
 
-def test_level0_run_through_rest_api(api, level0_run, mlflow_server, live_airflow: LiveAirflow):  # noqa: F811
+def test_level0_run_through_rest_api(api, level0_run, mlflow_server, live_airflow: LiveAirflow):
     import airflow_client.client as af
     import mlflow
 
@@ -135,7 +135,7 @@ def test_level0_run_through_rest_api(api, level0_run, mlflow_server, live_airflo
     assert client.get_run(version.run_id).data.metrics  # the evaluation run exists in MLflow
 
 
-def test_ui_shows_dag_docs_and_run(live_airflow: LiveAirflow, level0_run, tmp_path):  # noqa: F811
+def test_ui_shows_dag_docs_and_run(live_airflow: LiveAirflow, level0_run, tmp_path):
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed: `apt-get install -y chromium` (scripts/install.sh does it)")
     from playwright.sync_api import expect, sync_playwright
