@@ -531,12 +531,13 @@ def test_6_traffic_from_the_training_distribution_is_not_drift(level1: Level1, t
     # The champion's data: scenario 1's batch (240) and scenario 2's darker one (160), in proportion.
     usual = _batch(tmp, "usual", seed=51, num_images=72)
     darker = _batch(tmp, "darker", seed=52, num_images=48, brightness=0.55, noise=0.08, object_size=(0.08, 0.25))
-    # A window of its own: the run's 1.5 minutes up to its trigger must not reach back into scenario
-    # 5's drifted stream (its monitoring and level-1 runs since usually took longer than that).
-    time.sleep(max(0.0, state.get("drifted_stream_ended", time.time()) + 92 - time.time()))
+    # A window of its own: the run's window up to its trigger must not reach back into scenario 5's
+    # drifted stream (its monitoring and level-1 runs since usually took longer than that).
+    window_minutes = 1.5
+    time.sleep(max(0.0, state.get("drifted_stream_ended", time.time()) + window_minutes * 60 + 2 - time.time()))
     started = datetime.now(timezone.utc)
     sent = _send_stream(level1.kube, usual) + _send_stream(level1.kube, darker)
-    _, drift, collected = _monitoring_run(level1, {"window_minutes": 1.5})
+    _, drift, collected = _monitoring_run(level1, {"window_minutes": window_minutes})
     print(f"training-distribution traffic: {collected['records']} records, verdict {drift['verdict']}: {drift['reason']}")
     assert drift["images"] >= sent and drift["verdict"] == "no_drift", drift
 

@@ -197,10 +197,9 @@ def scrape_interval_s() -> float:
 
 
 def canary_windows(scrape_s: float) -> dict[str, float]:
-    """Canary windows that hold at least two scrapes (``increase()`` needs two samples) and 15 s of
-    load; a warm-up as long, at least 10 s (the canary's first requests are not judged)."""
-    window = max(15.0, 2 * scrape_s)
-    return {"window_s": window, "warmup_s": max(10.0, 2 * scrape_s)}
+    """Canary windows that hold at least two scrapes (``increase()`` needs two samples) and at least
+    15 s of load, after a warm-up of two scrapes, at least 10 s (the canary's first requests are slow)."""
+    return {"window_s": max(15.0, 2 * scrape_s), "warmup_s": max(10.0, 2 * scrape_s)}
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,6 @@ def sample_split(split_dir: str | Path, max_images: int, out_dir: str | Path, *,
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(dataset.image_path(image).resolve())
         sample.save(tmp)
-    sample.root = out_dir
     return out_dir
 
 
