@@ -434,6 +434,9 @@ def test_3_a_worse_candidate_is_registered_rejected_and_production_untouched(lev
     tags = mlflow.get_model_version(MODEL, registered["version"]).tags
     print(f"v{registered['version']} rejected: {verdict['reasons']}")
     assert tags.get("gate.passed") in ("false", "False"), tags
+    # What identifies the attempt, so that a later run that would only repeat it is skipped.
+    assert tags.get("detectops.judged_against") == champion_before and len(tags.get("detectops.recipe_sha256", "")) == 64
+    assert tags.get("rejected_stage") == "gate", tags
     assert _alias_version(mlflow, "champion") == champion_before
     assert _served_image(level1.kube) == image_before
     assert level1.states(run_id)["deploy.deploy"] == "skipped"

@@ -143,6 +143,21 @@ def test_a_batch_gives_the_serving_apps_answers(model, settings, batch_dir, tmp_
     assert result["detections_per_class"] == dict(sorted(counts.items())) and result["detections"] == sum(counts.values())
 
 
+def test_the_answers_and_files_do_not_depend_on_how_many_files_are_scored_at_once(model, settings, batch_dir,
+                                                                                   tmp_path):
+    from detectops.batch import predict_batch
+
+    add_bad_files(batch_dir)
+    outputs = {}
+    for workers in (1, 3):
+        out = tmp_path / f"out-{workers}"
+        result = predict_batch(batch_dir, model, output_dir=out, settings=settings, workers=workers)
+        assert result["images_scored"] == 10 and result["images_failed"] == 3
+        outputs[workers] = {name: (out / name).read_bytes() for name in ("predictions.jsonl", "results.json",
+                                                                         "images.json", "contact_sheet.png")}
+    assert outputs[1] == outputs[3]  # same answers, in the same (file) order, byte for byte
+
+
 def test_unreadable_images_are_reported_and_the_rest_is_scored(model, settings, batch_dir, tmp_path):
     from detectops.batch import predict_batch
 

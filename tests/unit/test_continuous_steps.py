@@ -101,3 +101,11 @@ def test_a_drift_event_without_new_data_asks_for_labelled_data_naming_the_featur
     outcome, note = steps.run_note(PARAMS, collected=collected, version={"retrain": False, "why": "unchanged"})
     assert outcome == "nothing to retrain"
     assert "new labelled data is needed" in note and "images.brightness_mean" in note and "detections.box_size" in note
+
+
+def test_a_drift_event_whose_new_data_was_already_rejected_names_the_rejected_version():
+    collected = {"batches": [], "drift": [{"model_version": "4", "drifted_features": ["images.brightness_mean"]}]}
+    version = {"retrain": False, "repeats_rejected": "6", "why": "nothing to retrain: v6 ... rejected by the gate"}
+    outcome, note = steps.run_note(PARAMS, collected=collected, version=version)
+    assert outcome == "nothing to retrain" and "rejected by the gate" in note
+    assert "gave v6, which the gate rejected" in note and "no batch has landed" not in note

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from detectops.errors import DataValidationError
-from detectops.evaluate.runner import InferenceRun, latency_summary, load_image, prefetch, run_detector, to_coco_results
+from detectops.evaluate.runner import (InferenceRun, latency_summary, load_image, map_ordered, prefetch, run_detector,
+                                       to_coco_results)
 
 
 def test_normalised_yx_boxes_become_pixel_xywh():
@@ -58,6 +59,40 @@ def test_prefetch_stops_its_thread_when_the_consumer_stops_early():
     gen.close()
     time.sleep(0.1)
     assert threading.active_count() == before
+
+
+def test_map_ordered_runs_calls_at_once_and_yields_them_in_order():
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def slow(x: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02 if x % 2 else 0.005)  # later items often finish first
+        with lock:
+            running -= 1
+        return -x
+
+    assert list(map_ordered(range(30), slow, workers=3, ahead=2)) == [(i, -i) for i in range(30)]
+    assert most == 3  # three calls were in flight, never more than the workers
+
+
+def test_map_ordered_reraises_for_the_failing_item_and_stops():
+    calls = []
+
+    def fn(x: int) -> int:
+        calls.append(x)
+        if x == 3:
+            raise ValueError("item 3 is bad")
+        return x
+
+    seen = []
+    with pytest.raises(ValueError, match="item 3"):
+        for item, _ in map_ordered(range(1000), fn, workers=2, ahead=2):
+            seen.append(item)
+    assert seen == [0, 1, 2] and len(calls) < 20  # what was not submitted yet never ran
 
 
 def test_broken_image_says_which_file_and_what_to_do(tmp_path):

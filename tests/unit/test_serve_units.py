@@ -39,8 +39,10 @@ def _noisy(fmt: str, w: int = 200, h: int = 150) -> bytes:
 def test_settings_from_env_parses_types_and_overrides_win(tmp_path):
     env = {"DETECTOPS_MODEL_DIR": str(tmp_path), "DETECTOPS_MODEL_NAME": "cn", "DETECTOPS_MAX_BATCH_SIZE": "4",
            "DETECTOPS_BATCH_WAIT_MS": "2.5", "DETECTOPS_MIN_SCORE": "0.5", "DETECTOPS_PREDICTION_LOG": "stdout",
-           "DETECTOPS_MAX_IMAGE_BYTES": "1000", "DETECTOPS_MAX_INSTANCES": "3", "DETECTOPS_MODEL_VERSION": "7"}
+           "DETECTOPS_MAX_IMAGE_BYTES": "1000", "DETECTOPS_MAX_INSTANCES": "3", "DETECTOPS_MODEL_VERSION": "7",
+           "DETECTOPS_INFERENCE_WORKERS": "3"}
     s = ServeSettings.from_env(env, model_name="other")
+    assert s.inference_workers == 3 and ServeSettings().inference_workers == 2
     assert s.model_dir == tmp_path and s.model_name == "other" and s.model_version == "7"
     assert (s.max_batch_size, s.batch_wait_ms, s.min_score) == (4, 2.5, 0.5)
     assert (s.max_image_bytes, s.max_instances, s.prediction_log) == (1000, 3, "stdout")
@@ -202,6 +204,44 @@ def test_engine_answers_each_caller_with_its_own_result():
         assert [round(f.result(5).scores[0] * 255) for f in futs] == list(range(10))
     finally:
         engine.stop()
+
+
+def test_engine_runs_as_many_calls_at_once_as_it_has_workers_and_stops_them_all():
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    class Counting(_Recorder):
+        def predict(self, image):
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            try:
+                return super().predict(image)
+            finally:
+                with lock:
+                    running -= 1
+
+    det = Counting(delay=0.02)
+    engine = InferenceEngine(det, workers=2).start()
+    futs = [engine.submit(_img(v)) for v in range(12)]
+    assert [round(f.result(5).scores[0] * 255) for f in futs] == list(range(12))  # each caller its own answer
+    assert most == 2  # two calls in flight, never more
+    det.gate.clear()  # hold both workers, queue more, then stop
+    held = [engine.submit(_img(v)) for v in range(2)]
+    time.sleep(0.05)
+    queued = [engine.submit(_img(v)) for v in range(3)]
+    threading.Timer(0.1, det.gate.set).start()
+    t0 = time.perf_counter()
+    engine.stop(timeout=5)
+    assert time.perf_counter() - t0 < 2  # every worker got its own stop
+    assert all(f.result(1).scores[0] >= 0 for f in held)  # calls under way finish
+    for f in queued:  # nobody waits for ever
+        assert f.done()
+        if f.exception() is not None:
+            assert isinstance(f.exception(), EngineStopped)
+    with pytest.raises(EngineStopped):
+        engine.submit(_img(1))
 
 
 def test_engine_micro_batches_only_batch_capable_detectors():

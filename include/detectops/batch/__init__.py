@@ -6,8 +6,8 @@
 Each image is decoded by ``detectops.serve.imageio.decode_image`` with the service's limits
 (``ServeSettings``), run through ``detectops.models.Detector.predict`` and turned into the
 service's own answers (``serve.processing``): so a batch gives the same detections as
-``POST :predict`` and ``/detect`` for the same files. Decoding overlaps inference
-(``evaluate.runner.prefetch``). An unreadable image is reported (file name, code, reason)
+``POST :predict`` and ``/detect`` for the same files. Two files are scored at once
+(``evaluate.runner.map_ordered``), so decoding and the model's idle moments overlap. An unreadable image is reported (file name, code, reason)
 and the rest is scored. Outputs: COCO results, a summary, a contact sheet, logged to MLflow
 (experiment ``detectops-batch-inference``) once per model version, input content and threshold.
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from detectops import settings
+from detectops.continuous import attempts
 from detectops.errors import DataValidationError, DetectOpsError
 
 log_ = logging.getLogger(__name__)
@@ -222,16 +223,24 @@ def version_dataset(validated: dict[str, Any], params: dict[str, Any], *, tracki
     champion = _champion(model, params["champion_alias"], tracking_uri)
     trained_on = (champion or {}).get("tags", {}).get("dataset_sha256")
     unchanged = trained_on == version.sha256
-    retrain = not unchanged or bool(params.get("retrain_unchanged"))
+    forced = bool(params.get("retrain_unchanged"))
+    attempt = attempts.identity(dataset_sha256=version.sha256, params=params,
+                                champion_version=champion and champion["version"],
+                                pipeline_image=_pinned_pipeline_image(params), code_version=settings.code_version())
+    repeated = None if unchanged or forced else attempts.find_rejected_attempt(model, attempt, tracking_uri=tracking_uri)
+    retrain = (not unchanged and repeated is None) or forced
     if unchanged and not retrain:
         why = (f"nothing to retrain: dataset version {version.sha256[:12]} is the one champion v{champion['version']} "
                "was trained on (no new labelled data)")
+    elif repeated is not None:
+        why = attempts.skip_reason(model, repeated[0], repeated[1], version.sha256)
     else:
         why = f"dataset version {version.sha256[:12]} ({'unchanged, retrain asked' if unchanged else 'new data'})"
     print(why)
     counts = version.to_dict().get("counts", {})
     return {"sha256": version.sha256, "uri": uri, "path": str(version.path), "parent": validated.get("parent"),
-            "counts": counts, "retrain": retrain, "why": why,
+            "counts": counts, "retrain": retrain, "why": why, "attempt": attempt,
+            "repeats_rejected": repeated and repeated[0],
             "champion": champion and {k: champion[k] for k in ("name", "version")}}
 
 
@@ -249,11 +258,7 @@ def _ensure_registered_model(name: str, tracking_uri: str) -> None:
 
 def pipeline_image(params: dict[str, Any], registry: dict[str, Any]) -> str:
     """The pipeline image training runs in: the Param, else the Variable level 2 manages, else this code's."""
-    if params.get("pipeline_image"):
-        return params["pipeline_image"]
-    from airflow.sdk import Variable
-
-    pinned = Variable.get(PIPELINE_IMAGE_VARIABLE, default=None)
+    pinned = _pinned_pipeline_image(params)
     if pinned:
         return pinned
     from detectops.build.pipeline_image import ensure_pipeline_image
@@ -262,6 +267,15 @@ def pipeline_image(params: dict[str, Any], registry: dict[str, Any]) -> str:
                                 username=registry.get("username"), password=registry.get("password"),
                                 docker_host=registry.get("docker_host"), log=print)
     return ref.pinned
+
+
+def _pinned_pipeline_image(params: dict[str, Any]) -> str | None:
+    """The pipeline image the run is pinned to (the Param, else level 2's Variable); None: build this code's."""
+    if params.get("pipeline_image"):
+        return params["pipeline_image"]
+    from airflow.sdk import Variable
+
+    return Variable.get(PIPELINE_IMAGE_VARIABLE, default=None) or None
 
 
 def warm_start_source(model: str, params: dict[str, Any], tracking_uri: str) -> str | None:
@@ -399,6 +413,8 @@ def register(trained: dict[str, Any], version: dict[str, Any], evaluation: dict[
         "warm_started_from": trained.get("warm_started_from") or "",
         "pipeline_image": (plan or {}).get("image", ""),
         "evaluation_run_id": evaluation.get("run_id", ""),
+        # what identifies this attempt, so that a run that would only repeat it is skipped (attempts.py)
+        **{k: v for k, v in (version.get("attempt") or {}).items() if k.startswith("detectops.")},
     }
     if validated is not None:
         tags.update({
@@ -522,8 +538,10 @@ def run_note(params: dict[str, Any], *, collected=None, validated=None, version=
         outcome = "nothing to retrain"
         if collected and collected.get("drift"):
             features = sorted({f for d in collected["drift"] for f in d.get("drifted_features") or []})
-            lines.append(f"- new labelled data is needed: traffic drifted ({', '.join(features)}) but no batch has "
-                         "landed since the champion was trained; land labelled images of the new domain")
+            since = (f"the data since the champion gave v{version['repeats_rejected']}, which the gate rejected"
+                     if version.get("repeats_rejected") else "no batch has landed since the champion was trained")
+            lines.append(f"- new labelled data is needed: traffic drifted ({', '.join(features)}) but {since}; "
+                         "land labelled images of the new domain")
     elif verdict and not verdict.get("passed"):
         outcome = "not promoted"
         lines.append(f"- gate: {', '.join(verdict.get('reasons', []))}")

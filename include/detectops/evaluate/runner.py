@@ -7,10 +7,10 @@ and evaluation throughput stays close to raw model throughput.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,43 +84,39 @@ def to_coco_results(image_id: int, detections: _Detections, width: int, height: 
     ]
 
 
+def map_ordered(
+    items: Iterable[Any], fn: Callable[[Any], Any], *, workers: int = 1, ahead: int = 2
+) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, fn(item))`` in the order of ``items``, computing ``fn`` on ``workers`` threads.
+
+    At most ``workers + ahead`` calls are submitted before the consumer takes their results, so
+    memory stays bounded however long ``items`` is. An exception in ``fn`` is re-raised here,
+    in the consumer, for the item that caused it; calls not yet started are then cancelled.
+    Closing the generator early cancels what has not started and waits for what has.
+    """
+    pending: deque[tuple[Any, Future[Any]]] = deque()
+    limit = max(1, workers) + max(0, ahead)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="detectops-map") as pool:
+        try:
+            for item in items:
+                pending.append((item, pool.submit(fn, item)))
+                if len(pending) >= limit:
+                    head, future = pending.popleft()
+                    yield head, future.result()
+            while pending:
+                head, future = pending.popleft()
+                yield head, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
 def prefetch(items: Iterable[Any], load: Callable[[Any], Any], depth: int = 2) -> Iterator[tuple[Any, Any]]:
     """Yield ``(item, load(item))`` in order, loading up to ``depth`` items ahead on one thread.
 
     An exception in ``load`` is re-raised here, in the consumer, for the item that caused it.
     """
-    done = object()
-    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def worker() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                try:
-                    q.put((item, load(item), None))
-                except BaseException as exc:  # hand it to the consumer
-                    q.put((item, None, exc))
-                    return
-        finally:
-            q.put(done)
-
-    thread = threading.Thread(target=worker, name="detectops-prefetch", daemon=True)
-    thread.start()
-    try:
-        while (entry := q.get()) is not done:
-            item, value, exc = entry
-            if exc is not None:
-                raise exc
-            yield item, value
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a worker waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
+    return map_ordered(items, load, workers=1, ahead=depth)
 
 
 def run_detector(

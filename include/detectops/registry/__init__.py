@@ -15,6 +15,7 @@ from detectops.registry.aliases import (
 )
 from detectops.registry.models import (
     RegisteredModelRef,
+    all_version_tags,
     delete_alias,
     download_saved_model,
     find_version_by_sha,
@@ -29,6 +30,6 @@ from detectops.registry.models import (
 
 __all__ = [
     "CHALLENGER", "CHAMPION", "PREVIOUS", "AliasMove", "RegisteredModelRef", "promote", "reject", "rollback",
-    "rollback_target", "delete_alias", "download_saved_model", "find_version_by_sha",
+    "rollback_target", "all_version_tags", "delete_alias", "download_saved_model", "find_version_by_sha",
     "get_alias", "get_version_tags", "log_pyfunc_model", "record_image", "register_model", "set_alias", "set_version_tag",
 ]

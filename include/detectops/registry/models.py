@@ -116,6 +116,12 @@ def log_pyfunc_model(model_ref: Any, run_id: str, *, tracking_uri: str | None = 
     return info.model_uri
 
 
+def all_version_tags(name: str, *, tracking_uri: str | None = None) -> list[tuple[str, dict[str, str]]]:
+    """``(version, tags)`` of every version of ``name`` (none if the model is not registered)."""
+    client = connect(tracking_uri)
+    return [(mv.version, dict(mv.tags)) for mv in client.search_model_versions(f"name = '{name}'", max_results=10000)]
+
+
 def find_version_by_sha(name: str, sha256: str, *, tracking_uri: str | None = None) -> RegisteredModelRef | None:
     """The oldest version of ``name`` whose ``model_sha256`` tag is ``sha256``, if any."""
     client = connect(tracking_uri)

@@ -1,15 +1,18 @@
-"""The inference engine: one worker thread owns the model; requests queue for it.
+"""The inference engine: worker threads own the model calls; requests queue for them.
 
-Why one worker and a queue
---------------------------
-TensorFlow already spreads one inference over every core (intra-op threads). Two requests
-running the model at the same time would just fight over the same cores and both finish
-later, so the engine *serialises* model calls: request handlers (async, on the event loop)
-decode their images in a thread pool and ``submit()`` them here; a single worker thread
-drains the queue and runs the model back-to-back. Decoding the next image overlaps with
-the current inference, which is what keeps the service close to the model's own
-throughput under concurrent load. A bounded queue gives back-pressure: when it is full the
-request gets 503 instead of waiting for ever.
+Why a few workers and a queue
+-----------------------------
+TensorFlow already spreads one inference over every core (intra-op threads), but not all of
+the time: between ops, and in the ops it does not split, cores sit idle. Two calls in flight
+fill those gaps: on the project's 2-core machines CenterNet gives about 1.3x the images per
+second of one call at a time, and three add nothing more (``scripts/benchmarks/bench_batch.py``
+measures it). So the engine runs ``workers`` model calls at once (the service's default is 2,
+``DETECTOPS_INFERENCE_WORKERS``) and no more: request handlers (async, on the event loop)
+decode their images in a thread pool and ``submit()`` them here; the workers drain the queue
+and run the model back-to-back. Decoding the next image overlaps with the current inferences,
+which is what keeps the service close to the model's own throughput under concurrent load. A
+bounded queue gives back-pressure: when it is full the request gets 503 instead of waiting
+for ever. A lone request is one call either way: its latency does not change.
 
 Micro-batching (``max_batch_size``, ``max_wait_ms``)
 ----------------------------------------------------
@@ -84,11 +87,12 @@ _STOP = object()
 
 
 class InferenceEngine:
-    """Serialises model calls on one worker thread, optionally micro-batching.
+    """Runs model calls on ``workers`` threads (at most that many at once), optionally micro-batching.
 
     ``submit(image)`` returns a ``concurrent.futures.Future`` of the detections
     (``asyncio.wrap_future`` it on the event loop). ``on_batch`` (e.g. Prometheus) is called
-    on the worker thread after each model call.
+    on the worker thread after each model call. The detector must allow concurrent
+    ``predict`` calls when ``workers`` > 1 (``Detector``'s SavedModel function does).
     """
 
     def __init__(
@@ -98,37 +102,46 @@ class InferenceEngine:
         max_batch_size: int = 1,
         max_wait_ms: float = 0.0,
         max_queue: int = 64,
+        workers: int = 1,
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self.detector = detector
         self.max_batch_size = max_batch_size
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
         self.max_queue = max_queue
+        self.workers = workers
         self._on_batch = on_batch
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._running = False
         self._batched = bool(getattr(detector, "batch_capable", False)) and callable(
             getattr(detector, "predict_batch", None))
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> InferenceEngine:
-        if self._thread is None:
+        if not self._threads:
             self._running = True
-            self._thread = threading.Thread(target=self._worker, name="detectops-inference", daemon=True)
-            self._thread.start()
+            self._threads = [threading.Thread(target=self._worker, name=f"detectops-inference-{i}", daemon=True)
+                             for i in range(self.workers)]
+            for thread in self._threads:
+                thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish queued work, then stop the worker."""
-        if self._thread is None:
+        """Finish the calls under way, answer what is still queued with ``EngineStopped``, stop the workers."""
+        if not self._threads:
             return
         self._running = False
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        self._thread = None
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
 
     @property
     def queue_depth(self) -> int:
@@ -175,19 +188,24 @@ class InferenceEngine:
     def _worker(self) -> None:
         while True:
             items = self._collect(self._queue.get())
-            stop = any(it is _STOP for it in items)
+            stops = sum(it is _STOP for it in items)
             work = [it for it in items if it is not _STOP and it[1].set_running_or_notify_cancel()]
             if work:
                 self._run(work)
-            if stop:
-                # Answer anything still queued, so no caller waits for ever.
+            if stops:
+                # Answer anything still queued, so no caller waits for ever; every other worker
+                # needs its own stop, so the ones taken here beyond this worker's go back.
                 while True:
                     try:
                         it = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if it is not _STOP and it[1].set_running_or_notify_cancel():
+                    if it is _STOP:
+                        stops += 1
+                    elif it[1].set_running_or_notify_cancel():
                         it[1].set_exception(EngineStopped())
+                for _ in range(stops - 1):
+                    self._queue.put(_STOP)
                 return
 
     def _run(self, work: Sequence[tuple[np.ndarray, Future]]) -> None:

@@ -113,6 +113,7 @@ class ServiceState:
                 max_batch_size=self.settings.max_batch_size,
                 max_wait_ms=self.settings.batch_wait_ms,
                 max_queue=self.settings.max_queue,
+                workers=self.settings.inference_workers,
                 on_batch=self.metrics.observe_batch,
             ).start()
             self.warmup_seconds = round(engine.warm_up(), 4)
