@@ -9,8 +9,9 @@
    ``:predict`` endpoint (and multipart to ``/detect``):
    - single sequential requests, each paired with a raw call on the same image (so both
      see the same background load): p50/p99 (goal: p50 <= 1.15x raw p50);
-   - 8 concurrent clients, for a few micro-batching settings: throughput (goal: >= 0.9x the
-     model's best in-process rate, at its best concurrency of 1-8 threads).
+   - 8 concurrent clients, for a few engine settings (inference workers, micro-batching):
+     throughput (goal: >= 0.9x the model's best in-process rate, at its best concurrency of
+     1-8 threads).
 3. The prediction log's features per image (``monitoring.features``): goal <= 2% of p50.
 
     .venv/bin/python scripts/benchmarks/bench_serve.py                  # CenterNet (fetch_model("centernet"))
@@ -158,12 +159,13 @@ def paired(url: str, det, images, bodies: list[bytes], n: int) -> tuple[dict[str
 class Server:
     """``detectops.serve.run`` in a child process; stopped with SIGTERM by its PID."""
 
-    def __init__(self, model_dir: Path, batch: int, wait_ms: float) -> None:
+    def __init__(self, model_dir: Path, batch: int, wait_ms: float, workers: int) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         env = dict(os.environ, PYTHONPATH=str(REPO / "include"), DETECTOPS_MODEL_DIR=str(model_dir),
                    DETECTOPS_MAX_BATCH_SIZE=str(batch), DETECTOPS_BATCH_WAIT_MS=str(wait_ms),
+                   DETECTOPS_INFERENCE_WORKERS=str(workers),
                    DETECTOPS_PREDICTION_LOG=os.environ.get("DETECTOPS_PREDICTION_LOG", ""),
                    TF_CPP_MIN_LOG_LEVEL="2")
         code = ("import sys; from detectops.serve import ServeSettings, run; "
@@ -259,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--requests", type=int, default=80, help="sequential requests (and raw calls)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--per-client", type=int, default=20, help="requests per concurrent client")
-    ap.add_argument("--batching", default="1:0,4:5,8:10",
-                    help="micro-batching settings to try, max_batch_size:max_wait_ms, comma-separated")
+    ap.add_argument("--batching", default="1:0:2,1:0:1,4:5:2",
+                    help="engine settings to try, max_batch_size:max_wait_ms[:inference_workers] (default 2 "
+                         "workers), comma-separated; the first is also measured with single requests")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -273,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         model_dir, model_name = args.model_dir, str(args.model_dir)
     images = load_images(args.images)
     bodies = predict_bodies(images)
-    settings = [tuple(float(x) for x in s.split(":")) for s in args.batching.split(",")]
+    settings = [(*(float(x) for x in s.split(":")[:2]), int(s.split(":")[2]) if s.count(":") == 2 else 2)
+                for s in args.batching.split(",")]
     print(f"model: {model_name}\nimages: {', '.join(n for n, _, _ in images)} "
           f"({len(images)} photos, JPEG {min(len(j) for _, j, _ in images) // 1024}-"
           f"{max(len(j) for _, j, _ in images) // 1024} KiB)\ncpus: {os.cpu_count()}, "
@@ -295,22 +299,23 @@ def main(argv: list[str] | None = None) -> int:
     print("raw incl. decode:", {k: round(v, 1) for k, v in rawd.items()}, flush=True)
     pair_ratio = None
 
-    for batch, wait in settings:
-        srv = Server(model_dir, int(batch), wait)
+    for batch, wait, workers in settings:
+        srv = Server(model_dir, int(batch), wait, workers)
+        engine = f"batch {int(batch)}, wait {wait:g} ms, {workers} worker{'s' if workers > 1 else ''}"
         try:
             srv.wait_ready()
-            if (batch, wait) == settings[0]:
+            if (batch, wait, workers) == settings[0]:
                 praw, pseq, pair_ratio = paired(srv.url, det, images, bodies, args.requests)
                 rows.append(("paired: raw SavedModel call", praw))
-                rows.append((f"paired: service :predict, sequential (batch {int(batch)}, wait {wait:g} ms)", pseq))
+                rows.append((f"paired: service :predict, sequential ({engine})", pseq))
                 print("paired raw/service:", {k: round(v, 1) for k, v in praw.items()},
                       {k: round(v, 1) for k, v in pseq.items()}, f"median ratio {pair_ratio:.2f}", flush=True)
                 dres = sequential(srv.url, bodies, args.requests // 2, path="/detect",
                                  files=[j for _, j, _ in images])
-                rows.append((f"service /detect, sequential (batch {int(batch)}, wait {wait:g} ms)", dres))
+                rows.append((f"service /detect, sequential ({engine})", dres))
                 print("detect:", {k: round(v, 1) for k, v in dres.items()}, flush=True)
             conc = concurrent(srv.url, bodies, args.clients, args.per_client)
-            rows.append((f"service :predict, {args.clients} clients (batch {int(batch)}, wait {wait:g} ms)", conc))
+            rows.append((f"service :predict, {args.clients} clients ({engine})", conc))
             print("concurrent:", {k: round(v, 1) for k, v in conc.items()}, flush=True)
         finally:
             srv.stop()
@@ -321,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     raw_rps = (raw1["rps"] + raw2["rps"]) / 2
     features_ms = feature_cost_ms(images)
 
-    print(f"\n{'run':<66} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} {'p50/raw':>8} {'rps/raw':>8}")
+    print(f"\n{'run':<72} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} {'p50/raw':>8} {'rps/raw':>8}")
     for name, r in rows:
-        print(f"{name:<66} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['rps']:7.2f} "
+        print(f"{name:<72} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['rps']:7.2f} "
               f"{r['p50_ms'] / raw_p50:8.2f} {r['rps'] / raw_rps:8.2f}")
     praw = next(r for n, r in rows if n == "paired: raw SavedModel call")
     pseq = next(r for n, r in rows if n.startswith("paired: service"))

@@ -5,11 +5,12 @@ Per file: ``decode_image`` with the service's limits and the model's input size 
 service's inference engine runs), then the service's own answer builders: the ``:predict``
 prediction (``detection_boxes`` ...) and the ``/detect`` rows above ``min_score``.
 
-Files go through that chain on ``workers`` threads (two by default), and the results are taken
-in file order. Two model calls in flight keep both cores busy between TensorFlow's ops (one
-call alone leaves them idle about a quarter of the time here), and each file's decoding runs
-beside the other file's model call (PIL and TensorFlow release the GIL). The answers do not
-depend on it: a concurrent call gives the same bits as a lone one.
+Files are read and decoded on a thread of their own, and ``workers`` model calls (two by
+default) run on the decoded images, the results taken in file order: the same shape as the
+service (a decoding pool, two inference workers). Two model calls in flight keep both cores
+busy between TensorFlow's ops (one call alone leaves them idle about a quarter of the time
+here); PIL and TensorFlow release the GIL. The answers do not depend on it: a concurrent call
+gives the same bits as a lone one.
 
 A file that does not decode (not an image, truncated, too large) becomes an ``ImageFailure``
 with the service's error code and message; the rest is scored.
@@ -21,8 +22,9 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
 from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 #: Files scored at once: the model calls in flight (see the module's docstring). Measured on 2 cores:
 #: 1.15x the throughput of one call at a time; more threads add nothing there.
 DEFAULT_WORKERS = 2
+#: Files decoded ahead of the model, and files submitted ahead of the consumer.
+PIPELINE_DEPTH = 8
 #: Images kept (as thumbnails) for the contact sheet.
 CONTACT_SHEET_IMAGES = 12
 THUMBNAIL = 360
@@ -136,7 +140,7 @@ def score_images(
     ``detector``: a ``detectops.models.Detector`` (or anything with ``predict``, ``label_map``
     and ``input_size``), called from ``workers`` threads at once.
     """
-    from detectops.evaluate.runner import map_ordered, to_coco_results
+    from detectops.evaluate.runner import map_ordered, prefetch, to_coco_results
     from detectops.serve.errors import RequestError
     from detectops.serve.imageio import decode_image
     from detectops.serve.processing import labelled_detections as detect_rows
@@ -149,41 +153,51 @@ def score_images(
     out = BatchScore(min_score=min_score, label_map=label_map)
     clock = time.perf_counter
 
-    def score(item: tuple[int, str, Path]) -> tuple[ImageFailure | ScoredImage, Any, Any, float]:
-        """One file, on a worker thread: ``(answer, decoded image, detections, model seconds)``."""
+    def load(item: tuple[int, str, Path]) -> Any:
+        """Read and decode one file (on the decoding thread): the image, or why it cannot be scored."""
         image_id, name, path = int(item[0]), item[1], Path(item[2])
         try:
             data = path.read_bytes()
         except OSError as exc:
-            return ImageFailure(image_id, name, "unreadable_file", f"the file could not be read ({exc})"), None, None, 0.0
+            return ImageFailure(image_id, name, "unreadable_file", f"the file could not be read ({exc})")
         try:
-            img = decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
-                               target_size=target_size)
+            return decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                                target_size=target_size)
         except RequestError as exc:
-            return ImageFailure(image_id, name, exc.code, exc.message), None, None, 0.0
+            return ImageFailure(image_id, name, exc.code, exc.message)
+
+    def score(loaded: tuple[tuple[int, str, Path], Any]) -> tuple[ImageFailure | ScoredImage, Any, Any, float]:
+        """The model and the answers for one decoded file (on a worker): ``(answer, image, detections, seconds)``."""
+        (image_id, name, _path), img = loaded
+        if isinstance(img, ImageFailure):
+            return img, None, None, 0.0
         t0 = clock()
         d = detector.predict(img.pixels)
         model_s = clock() - t0
         scored = ScoredImage(
-            image_id=image_id, file_name=name, width=img.width, height=img.height, format=img.format,
+            image_id=int(image_id), file_name=name, width=img.width, height=img.height, format=img.format,
             prediction=predict_output(d), detections=detect_rows(d, img, min_score, label_map),
             coco=to_coco_results(image_id, d, width=img.width, height=img.height))
         return scored, img, d, model_s
 
     started = clock()
-    for _item, (answer, img, d, model_s) in map_ordered(files, score, workers=workers, ahead=workers):
-        if isinstance(answer, ImageFailure):
-            log.warning("%s: %s (%s)", answer.file_name, answer.reason, answer.code)
-            out.failures.append(answer)
-            continue
-        out.model_s += model_s
-        out.add(answer)
-        if sink is not None:
-            sink(answer)
-        if answer.image_id in keep:
-            thumb = _thumbnail(img.pixels)
-            out.samples.append((thumb, to_coco_results(answer.image_id, d, width=thumb.shape[1],
-                                                       height=thumb.shape[0])))
+    # Like the service: files are decoded on their own thread while ``workers`` model calls run,
+    # a few files ahead so that one slow file does not leave a worker idle.
+    with closing(prefetch(files, load, depth=PIPELINE_DEPTH)) as decoded:  # its thread stops with the loop
+        for _loaded, (answer, img, d, model_s) in map_ordered(decoded, score, workers=workers,
+                                                               ahead=PIPELINE_DEPTH):
+            if isinstance(answer, ImageFailure):
+                log.warning("%s: %s (%s)", answer.file_name, answer.reason, answer.code)
+                out.failures.append(answer)
+                continue
+            out.model_s += model_s
+            out.add(answer)
+            if sink is not None:
+                sink(answer)
+            if answer.image_id in keep:
+                thumb = _thumbnail(img.pixels)
+                out.samples.append((thumb, to_coco_results(answer.image_id, d, width=thumb.shape[1],
+                                                           height=thumb.shape[0])))
     out.wall_s = clock() - started
     return out
 

@@ -17,7 +17,8 @@ Endpoints
 
 How a request flows (why it stays fast under load): the handler (event loop) reads the
 body; decoding and validation run in a thread pool; the decoded image is queued for the
-``InferenceEngine``, whose single worker thread runs the model; post-processing (JSON,
+``InferenceEngine``, whose workers run the model (two calls at once by default: TensorFlow
+alone leaves cores idle between ops); post-processing (JSON,
 metrics, the prediction-log record) runs in the thread pool again. So the event loop only
 moves bytes, and decoding of the next request overlaps the current inference.
 
