@@ -48,8 +48,8 @@ class ServeSettings:
       subdirectory's number, else ``"1"``.
     - ``max_batch_size`` / ``batch_wait_ms``: micro-batching of the inference engine
       (see ``detectops.serve.engine``; 1 / 0 is best on CPU-only machines).
-    - ``inference_workers``: model calls in flight at once (2: about 1.3x one at a time on 2
-      cores, where TensorFlow alone leaves them idle between ops; see the engine).
+    - ``inference_workers``: model calls in flight at once (2: 1.1-1.35x the throughput of one
+      at a time on 2 cores, where TensorFlow alone leaves them idle between ops; see the engine).
     - ``max_image_bytes`` / ``max_image_pixels``: larger images get 413.
     - ``max_instances``: more instances in one predict request get 413.
     - ``max_queue``: images waiting for the model; beyond it requests get 503 (back-pressure).

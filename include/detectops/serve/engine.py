@@ -4,9 +4,9 @@ Why a few workers and a queue
 -----------------------------
 TensorFlow already spreads one inference over every core (intra-op threads), but not all of
 the time: between ops, and in the ops it does not split, cores sit idle. Two calls in flight
-fill those gaps: on the project's 2-core machines CenterNet gives about 1.3x the images per
-second of one call at a time, and three add nothing more (``scripts/benchmarks/bench_batch.py``
-measures it). So the engine runs ``workers`` model calls at once (the service's default is 2,
+fill those gaps: on the project's 2-core machines CenterNet gives 1.1-1.35x the images per
+second of one call at a time, and more calls add little (``scripts/benchmarks/bench_batch.py``
+measures it; ``bench_serve.py``: 8 clients went from 0.60x to 0.97x of the model's best rate). So the engine runs ``workers`` model calls at once (the service's default is 2,
 ``DETECTOPS_INFERENCE_WORKERS``) and no more: request handlers (async, on the event loop)
 decode their images in a thread pool and ``submit()`` them here; the workers drain the queue
 and run the model back-to-back. Decoding the next image overlaps with the current inferences,
@@ -132,7 +132,7 @@ class InferenceEngine:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the calls under way, answer what is still queued with ``EngineStopped``, stop the workers."""
+        """Finish the queued work, then stop the workers (one stop each, queued behind the work)."""
         if not self._threads:
             return
         self._running = False
