@@ -80,7 +80,8 @@ def test_a_rejected_attempt_is_found_in_a_real_registry(mlflow_server, tmp_path)
 
     from detectops.registry import reject
 
-    client = MlflowClient(mlflow_server)
+    # Both URIs explicitly: MLflow's default registry URI is process-global, and earlier tests move it.
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     name = "attempts-it"
     client.create_registered_model(name)
     attempt = _identity()
