@@ -144,12 +144,15 @@ class Level1:
         """Return once the next cron tick (every 4 minutes) is at least ``margin_s`` away and the
         latest tick's run is done: a scheduled run would otherwise ingest a batch meant to start
         an Asset-triggered run."""
-        now = time.time()
-        to_next_tick = 240 - now % 240
-        if to_next_tick < margin_s:
-            time.sleep(to_next_tick + 5)
-        for r in self.runs.get_dag_runs(DAG_ID, limit=100).dag_runs:
-            if r.run_type.value == "scheduled" and r.state.value not in ("success", "failed"):
+        while True:  # both at once: waiting for a scheduled run can bring the next tick close
+            to_next_tick = 240 - time.time() % 240
+            if to_next_tick < margin_s:
+                time.sleep(to_next_tick + 5)
+            pending = [r for r in self.runs.get_dag_runs(DAG_ID, limit=100).dag_runs
+                       if r.run_type.value == "scheduled" and r.state.value not in ("success", "failed")]
+            if not pending and 240 - time.time() % 240 >= margin_s:
+                return
+            for r in pending:
                 self.wait_done(r.dag_run_id)
 
     def trigger(self, conf: dict, dag_id: str = DAG_ID) -> str:
