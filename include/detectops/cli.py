@@ -142,12 +142,13 @@ def cmd_predict_batch(args: argparse.Namespace) -> Any:
     if not args.model:
         raise DetectOpsError("detectops predict-batch needs --model (a SavedModel directory or models:/<name>@<alias>) "
                              "or DETECTOPS_MODEL_DIR.")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise DetectOpsError(f"--workers must be 1 or more (files scored at once), got {args.workers}")
+    workers = {} if args.workers is None else {"workers": args.workers}  # else the library's default
     try:
         result = predict_batch(args.input, args.model, tracking_uri=args.tracking_uri, output_dir=args.output,
                                min_score=args.min_score, model_name=args.model_name, model_version=args.model_version,
-                               workers=args.workers)
+                               **workers)
     except DetectOpsError as exc:
         from detectops.errors import is_transient
 
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=None, help="detections counted from this score (default $DETECTOPS_MIN_SCORE, 0.3)")
     p.add_argument("--model-name", default=None, help="the registered model it is")
     p.add_argument("--model-version", default=os.environ.get("DETECTOPS_MODEL_VERSION"), help="the registered version it is")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("DETECTOPS_BATCH_WORKERS", "2")),
+    p.add_argument("--workers", type=int, default=os.environ.get("DETECTOPS_BATCH_WORKERS") or None,
                    help="files scored at once (default $DETECTOPS_BATCH_WORKERS, 2); the answers do not depend on it")
     p.add_argument("--xcom-file", default=None, help="also write the result here (KubernetesPodOperator XCom)")
 

@@ -6,9 +6,9 @@
 Each image is decoded by ``detectops.serve.imageio.decode_image`` with the service's limits
 (``ServeSettings``), run through ``detectops.models.Detector.predict`` and turned into the
 service's own answers (``serve.processing``): so a batch gives the same detections as
-``POST :predict`` and ``/detect`` for the same files. Two files are scored at once
-(``evaluate.runner.map_ordered``), so decoding and the model's idle moments overlap. An unreadable image is reported (file name, code, reason)
-and the rest is scored. Outputs: COCO results, a summary, a contact sheet, logged to MLflow
+``POST :predict`` and ``/detect`` for the same files. Files are decoded on their own thread
+while two model calls run (``evaluate.runner.prefetch`` and ``map_ordered``), the service's
+shape. An unreadable image is reported (file name, code, reason) and the rest is scored. Outputs: COCO results, a summary, a contact sheet, logged to MLflow
 (experiment ``detectops-batch-inference``) once per model version, input content and threshold.
 
 Modules: ``inputs`` (where the images are, their ids and content hash, publishing),

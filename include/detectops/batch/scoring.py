@@ -9,8 +9,8 @@ Files are read and decoded on a thread of their own, and ``workers`` model calls
 default) run on the decoded images, the results taken in file order: the same shape as the
 service (a decoding pool, two inference workers). Two model calls in flight keep both cores
 busy between TensorFlow's ops (one call alone leaves them idle part of the time: two give
-1.1-1.35x its throughput here); PIL and TensorFlow release the GIL. The answers do not depend on it: a concurrent call
-gives the same bits as a lone one.
+1.1-1.35x its throughput here); PIL and TensorFlow release the GIL. The answers do not
+depend on it: a concurrent call gives the same bits as a lone one.
 
 A file that does not decode (not an image, truncated, too large) becomes an ``ImageFailure``
 with the service's error code and message; the rest is scored.

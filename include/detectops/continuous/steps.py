@@ -224,9 +224,10 @@ def version_dataset(validated: dict[str, Any], params: dict[str, Any], *, tracki
     trained_on = (champion or {}).get("tags", {}).get("dataset_sha256")
     unchanged = trained_on == version.sha256
     forced = bool(params.get("retrain_unchanged"))
+    pinned = _pinned_pipeline_image(params)
     attempt = attempts.identity(dataset_sha256=version.sha256, params=params,
-                                champion_version=champion and champion["version"],
-                                pipeline_image=_pinned_pipeline_image(params), code_version=settings.code_version())
+                                champion_version=champion and champion["version"], pipeline_image=pinned,
+                                code_version="" if pinned else settings.code_version())
     repeated = None if unchanged or forced else attempts.find_rejected_attempt(model, attempt, tracking_uri=tracking_uri)
     retrain = (not unchanged and repeated is None) or forced
     if unchanged and not retrain:

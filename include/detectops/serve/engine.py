@@ -6,8 +6,9 @@ TensorFlow already spreads one inference over every core (intra-op threads), but
 the time: between ops, and in the ops it does not split, cores sit idle. Two calls in flight
 fill those gaps: on the project's 2-core machines CenterNet gives 1.1-1.35x the images per
 second of one call at a time, and more calls add little (``scripts/benchmarks/bench_batch.py``
-measures it; ``bench_serve.py``: 8 clients went from 0.60x to 0.97x of the model's best rate). So the engine runs ``workers`` model calls at once (the service's default is 2,
-``DETECTOPS_INFERENCE_WORKERS``) and no more: request handlers (async, on the event loop)
+measures it; with ``bench_serve.py``'s 8 clients the service went from 0.60x to 0.97x of the
+model's best rate). So the engine runs ``workers`` model calls at once (the service's default
+is 2, ``DETECTOPS_INFERENCE_WORKERS``) and no more: request handlers (async, on the event loop)
 decode their images in a thread pool and ``submit()`` them here; the workers drain the queue
 and run the model back-to-back. Decoding the next image overlaps with the current inferences,
 which is what keeps the service close to the model's own throughput under concurrent load. A
